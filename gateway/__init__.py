@@ -1,0 +1,1 @@
+"""chatgate: a chatbot-first messenger gateway."""
