@@ -75,7 +75,9 @@ def _id() -> Any:
     return Field(default=None, sa_column=sa.Column(BigID, primary_key=True, autoincrement=True))
 
 
-def _fk(target: str, *, nullable: bool = False, index: bool = True, ondelete: str | None = None) -> Any:
+def _fk(
+    target: str, *, nullable: bool = False, index: bool = True, ondelete: str | None = None
+) -> Any:
     return Field(
         default=None,
         sa_column=sa.Column(
@@ -161,7 +163,9 @@ class CustomerTag(SQLModel, table=True):
     __tablename__ = "customer_tag"
 
     customer_id: int = Field(
-        sa_column=sa.Column(BigID, sa.ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+        sa_column=sa.Column(
+            BigID, sa.ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True
+        )
     )
     tag: str = Field(sa_column=sa.Column(sa.String(100), primary_key=True, index=True))
 
@@ -175,7 +179,9 @@ class Consent(SQLModel, table=True):
     __tablename__ = "consent"
 
     customer_id: int = Field(
-        sa_column=sa.Column(BigID, sa.ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+        sa_column=sa.Column(
+            BigID, sa.ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True
+        )
     )
     channel: str = Field(sa_column=sa.Column(sa.String(16), primary_key=True))
     purpose: str = Field(sa_column=sa.Column(sa.String(32), primary_key=True))
@@ -188,7 +194,9 @@ class Identity(SQLModel, table=True):
     """An address a customer is reachable at: (channel, account, address)."""
 
     __tablename__ = "identity"
-    __table_args__ = (sa.UniqueConstraint("channel", "account", "address", name="uq_identity_address"),)
+    __table_args__ = (
+        sa.UniqueConstraint("channel", "account", "address", name="uq_identity_address"),
+    )
 
     id: int | None = _id()
     customer_id: int = _fk("customer.id")
@@ -305,7 +313,9 @@ class Event(SQLModel, table=True):
     """Something that happened to a customer: an order, a cart, a purchase."""
 
     __tablename__ = "event"
-    __table_args__ = (sa.Index("ix_event_customer_type_time", "customer_id", "type", "occurred_at"),)
+    __table_args__ = (
+        sa.Index("ix_event_customer_type_time", "customer_id", "type", "occurred_at"),
+    )
 
     id: int | None = _id()
     customer_id: int = _fk("customer.id", index=False)
