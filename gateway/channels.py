@@ -21,6 +21,7 @@ __all__ = [
     "Sent",
     "Signal",
     "SignalKind",
+    "Sink",
 ]
 
 SignalKind = Literal[
@@ -143,3 +144,21 @@ class ChannelAdapter(Protocol):
     async def send(self, message: Outbound) -> Sent | Failure: ...
 
     async def aclose(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Where a channel hands what arrived: the router implements it."""
+
+    async def first_seen(self, source: str, key: str) -> bool:
+        """True the first time an update key is offered; survives restarts."""
+        ...
+
+    async def inbound(self, message: Inbound) -> None: ...
+
+    async def signal(self, signal: Signal) -> None: ...
+
+    async def reachability(
+        self, channel: str, account: str, address: str, *, reachable: bool, reason: str
+    ) -> None:
+        """The customer blocked/unblocked the bot, denied/allowed messages, bounced."""
+        ...
