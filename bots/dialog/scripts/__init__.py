@@ -1,0 +1,1 @@
+"""Example dialog scripts, shipped as package data."""
