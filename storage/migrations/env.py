@@ -7,9 +7,9 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import SQLModel
 
 from storage import models  # noqa: F401  (registers the tables)
-from storage.models import SQLModel
 
 config = context.config
 target_metadata = SQLModel.metadata

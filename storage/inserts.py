@@ -1,0 +1,26 @@
+"""INSERT … ON CONFLICT, the same way on SQLite and PostgreSQL.
+
+Idempotent writes (a redelivered message, a retried event, two first contacts at
+once) lean on the database's unique constraints instead of check-then-insert,
+which races between processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["dialect_name", "insert"]
+
+
+def dialect_name(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT for `table` that knows ON CONFLICT on the session's backend."""
+    if dialect_name(session) == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
