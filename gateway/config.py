@@ -7,6 +7,7 @@ start with the setting's name, never half-way through serving traffic.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -42,6 +43,26 @@ class Settings(BaseSettings):
     log_json: bool = False
     log_level: str = "INFO"
 
+    # The sandbox: local emulators of every channel; on by default when no tokens are set.
+    sandbox: bool | None = None
+    dialog_script: str | None = None  # path to a dialog YAML; the shipped shop script if unset
+
+    telegram_token: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_webhook_secret: str | None = None
+    telegram_rate_per_s: float = Field(30, gt=0)
+    telegram_chat_rate_per_s: float = Field(1, gt=0)
+    telegram_group_rate_per_min: float = Field(20, gt=0)
+
+    vk_token: str | None = None
+    vk_group_id: int | None = None
+    vk_api_url: str = "https://api.vk.com/method/"
+    vk_mode: Literal["longpoll", "callback"] = "longpoll"
+    vk_secret: str | None = None
+    vk_confirmation: str | None = None
+    vk_rate_per_s: float = Field(20, gt=0)
+
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
@@ -71,6 +92,12 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
         return value
 
+    @field_validator("vk_api_url")
+    @classmethod
+    def _method_base(cls, value: str) -> str:
+        # Method names are appended to it, so it must end with a slash.
+        return value if value.endswith("/") else value + "/"
+
     @field_validator("public_url")
     @classmethod
     def _no_trailing_slash(cls, value: str | None) -> str | None:
@@ -89,6 +116,13 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """Where people and platforms reach this process."""
         return self.public_url or f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        """Emulators run when asked to, or by default when no channel has a token."""
+        if self.sandbox is not None:
+            return self.sandbox
+        return self.telegram_token is None and self.vk_token is None
 
     @property
     def is_sqlite(self) -> bool:
