@@ -20,6 +20,7 @@ from storage.models import (
     Event,
     Identity,
     LinkToken,
+    Merge,
     Message,
     utcnow,
 )
@@ -40,8 +41,25 @@ class Erasure:
         so funnels and attribution add up after an erasure.
         """
         customer = await self._customer(customer_id)
+        # Profiles merged into this one are the same person: they go too.
+        absorbed = await self.session.scalars(
+            sa.select(col(Customer.id)).where(col(Customer.merged_into_id) == customer_id)
+        )
+        for other in list(absorbed):
+            await self.erase(other)
         await lock_customers(self.session, [customer_id])
         now = utcnow()
+        # The merge audit keeps earlier values (name, phone, ...): blank it, keep the fact.
+        await self.session.execute(
+            sa.update(Merge)
+            .where(
+                sa.or_(
+                    col(Merge.survivor_id) == customer_id, col(Merge.absorbed_id) == customer_id
+                )
+            )
+            .values(moved={"erased": True})
+            .execution_options(synchronize_session=False)
+        )
         customer.name = customer.phone = customer.email = customer.external_id = None
         customer.timezone = customer.locale = None
         customer.attributes = {}

@@ -104,6 +104,8 @@ class Merges:
         merge = await self.get(merge_id)
         if merge.undone_at is not None:
             raise Conflict("merge_id", f"merge {merge_id} is already undone")
+        if merge.moved.get("erased"):
+            raise Conflict("merge_id", f"merge {merge_id} involves an erased customer")
         await lock_customers(self.session, [merge.survivor_id, merge.absorbed_id])
         survivor = await self._customer(merge.survivor_id)
         absorbed = await self._customer(merge.absorbed_id)

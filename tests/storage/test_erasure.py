@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from storage.conversations import Conversations
@@ -116,3 +117,30 @@ async def test_erase_blanks_personal_data_and_keeps_rows_for_stats(database: Dat
         data = await Erasure(s).export(customer_id)
     assert "1234" not in json.dumps(data)
     assert "+79991234567" not in json.dumps(data)
+
+
+async def test_erase_reaches_profiles_merged_into_the_customer(database: Database) -> None:
+    from storage.errors import Conflict
+    from storage.merges import Merges
+    from storage.models import Customer, Merge
+
+    async with database.session() as s:
+        survivor, _ = await Customers(s).upsert(email="keep@example.com", name="Keeper")
+        absorbed, _ = await Customers(s).upsert(phone="+79161234567", name="Secret Name")
+        assert survivor.id is not None
+        assert absorbed.id is not None
+        merge = await Merges(s).merge(survivor.id, absorbed.id)
+    async with database.session() as s:
+        await Erasure(s).erase(survivor.id)
+    async with database.session() as s:
+        old = await s.get(Customer, absorbed.id)
+        assert old is not None
+        assert old.name is None
+        assert old.erased_at is not None
+        record = await s.get(Merge, merge.id)
+        assert record is not None
+        assert "Secret Name" not in json.dumps(record.moved)
+        assert "+79161234567" not in json.dumps(record.moved)
+    with pytest.raises(Conflict, match="erased"):
+        async with database.session() as s:
+            await Merges(s).unmerge(merge.id)  # type: ignore[arg-type]

@@ -1,0 +1,188 @@
+"""The bot's side of a conversation: run the dialog, keep its state, queue its replies.
+
+The router calls this for a message that arrived while the conversation is the
+bot's. The dialog's state, the hand-off and the replies are written in one
+transaction, so a crash never leaves a reply without its state or the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from bots.dialog.engine import Action, Dialog, OutMessage, Turn
+from gateway.channels import Button
+from gateway.clock import Clock
+from gateway.router import Arrival
+from storage.addresses import normalize_phone
+from storage.conversations import Conversations
+from storage.db import Database
+from storage.errors import InvalidAddress
+from storage.models import Conversation, ConversationMode, Customer, Event
+
+__all__ = ["BUTTON_CHANNELS", "BotResponder", "Reply", "ReplyQueue"]
+
+log = logging.getLogger("chatgate.bot")
+
+BUTTON_CHANNELS = frozenset({"telegram", "vk"})
+ORDER_EVENTS = ("order_status", "order_updated", "order_placed", "order_shipped", "purchase")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One bot message for the outbox, addressed to where the customer wrote from."""
+
+    conversation_id: int
+    customer_id: int
+    identity_id: int
+    channel: str
+    account: str
+    address: str
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    inline: bool = True
+
+
+class ReplyQueue(Protocol):
+    """Stores a reply as Message + Delivery inside the caller's transaction."""
+
+    async def stage(self, session: AsyncSession, reply: Reply) -> int: ...
+
+    async def flush(self, delivery_ids: list[int]) -> None:
+        """Hand the staged deliveries to dispatch once their transaction committed."""
+        ...
+
+
+class BotResponder:
+    """Answers in bot mode, one turn at a time per conversation."""
+
+    def __init__(
+        self,
+        db: Database,
+        replies: ReplyQueue,
+        dialog: Dialog,
+        *,
+        clock: Clock,
+        region: str = "RU",
+        context: Mapping[str, str] | None = None,
+    ) -> None:
+        self.db = db
+        self.replies = replies
+        self.dialog = dialog
+        self.clock = clock
+        self.region = region
+        self.context = dict(context or {})
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    async def __call__(self, arrival: Arrival) -> None:
+        lock = self._locks.setdefault(arrival.conversation_id, asyncio.Lock())
+        async with lock:
+            staged = await self._answer(arrival)
+        if staged:
+            await self.replies.flush(staged)
+
+    async def _answer(self, arrival: Arrival) -> list[int]:
+        inbound = arrival.inbound
+        has_buttons = inbound.channel in BUTTON_CHANNELS
+        async with self.db.session() as session:
+            conversation = await Conversations(session).get(arrival.conversation_id)
+            if conversation.mode != ConversationMode.bot:
+                return []  # a manager took it while this message waited its turn
+            customer = await session.get(Customer, arrival.customer_id)
+            turn = Turn(
+                text=inbound.text,
+                button=inbound.button,
+                first_contact=arrival.first_contact or not conversation.dialog_state,
+                phone=inbound.verified_phone,
+                channel=inbound.channel,
+                has_buttons=has_buttons,
+            )
+            context = {**self.context}
+            if customer is not None and customer.name:
+                context["name"] = customer.name
+            result = self.dialog.handle(
+                conversation.dialog_state, turn, now=self.clock.now(), context=context
+            )
+            messages = list(result.messages)
+            for action in result.actions:
+                messages += await self._act(session, conversation, customer, action)
+            await Conversations(session).update(conversation, dialog_state=result.state)
+            return [
+                await self.replies.stage(session, _reply(arrival, message, has_buttons))
+                for message in messages
+            ]
+
+    async def _act(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        customer: Customer | None,
+        action: Action,
+    ) -> list[OutMessage]:
+        if action.kind == "handoff":
+            await Conversations(session).update(
+                conversation, mode=ConversationMode.waiting, waiting_since=self.clock.now()
+            )
+            log.info("bot.handoff", extra={"conversation": conversation.id, **action.data})
+        elif action.kind == "phone_captured" and customer is not None:
+            self._claimed_phone(customer, str(action.data.get("phone", "")))
+        elif action.kind == "order_status" and customer is not None:
+            return [await self._order_status(session, customer, str(action.data.get("order")))]
+        return []
+
+    def _claimed_phone(self, customer: Customer, raw: str) -> None:
+        # A typed number is a claim, not proof: it never links to another profile.
+        try:
+            phone = normalize_phone(raw, self.region)
+        except InvalidAddress:
+            return
+        customer.attributes = {**customer.attributes, "phone_claimed": phone}
+
+    async def _order_status(
+        self, session: AsyncSession, customer: Customer, order: str
+    ) -> OutMessage:
+        events = await session.scalars(
+            sa.select(Event)
+            .where(col(Event.customer_id) == customer.id, col(Event.type).in_(ORDER_EVENTS))
+            .order_by(col(Event.occurred_at).desc())
+            .limit(50)
+        )
+        for event in events:
+            number = str(event.data.get("order_id") or event.data.get("order") or "")
+            if number == order:
+                status = event.data.get("status") or event.type.removeprefix("order_")
+                return OutMessage(f"Заказ №{order}: {status}.")
+        # Only this customer's own orders are looked up: a number proves nothing.
+        return OutMessage(
+            f"Не нашёл заказ №{order} среди ваших заказов. "
+            "Проверьте номер или напишите «менеджер» — вам помогут."
+        )
+
+
+def _reply(arrival: Arrival, message: OutMessage, has_buttons: bool) -> Reply:
+    inbound = arrival.inbound
+    buttons = message.buttons if has_buttons else ()
+    # Telegram's contact button exists only on a reply keyboard; its other buttons
+    # then come back as their text, which the dialog matches against the menu.
+    inline = not (message.request_contact and inbound.channel == "telegram")
+    return Reply(
+        conversation_id=arrival.conversation_id,
+        customer_id=arrival.customer_id,
+        identity_id=arrival.identity_id,
+        channel=inbound.channel,
+        account=inbound.account,
+        address=inbound.address,
+        text=message.text,
+        buttons=buttons,
+        inline=inline,
+    )
