@@ -137,3 +137,12 @@ async def test_search_filters_and_pages(database: Database) -> None:
         assert [c.id for c in (await repo.search(channel="telegram")).items] == [customer.id]
         with pytest.raises(ValueError, match="invalid cursor"):
             await repo.search(cursor="garbage!")
+
+
+async def test_search_is_case_insensitive_for_cyrillic_names(database: Database) -> None:
+    async with database.session() as s:
+        await Customers(s).upsert(external_id="c1", name="Анна Иванова")
+        await Customers(s).upsert(external_id="c2", name="Борис")
+    async with database.session() as s:
+        page = await Customers(s).search(q="аННа")
+    assert [c.name for c in page.items] == ["Анна Иванова"]
