@@ -1,0 +1,1 @@
+"""Static files of the sandbox console (a package so setuptools ships them as package data)."""

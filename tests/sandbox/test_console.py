@@ -1,0 +1,162 @@
+"""The sandbox console: its page, static files and settings, served beside both emulators."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.sandbox.console import ConsoleConfig, setup_console
+from gateway.sandbox.telegram import TelegramEmulator
+from gateway.sandbox.vk import VKEmulator
+
+TOKEN = "123456:sandbox-secret"
+GROUP_ID = 4242
+CONFIG = ConsoleConfig(api_key="key-for-tests", telegram_token=TOKEN, vk_group_id=GROUP_ID)
+
+
+def _app(config: ConsoleConfig = CONFIG) -> web.Application:
+    """The console mounted like the composition root does: next to both emulators."""
+    app = web.Application()
+    telegram = TelegramEmulator()
+    telegram.add_bot(TOKEN, username="shop_bot", first_name="Shop")
+    vk = VKEmulator(group_id=GROUP_ID)
+    app.add_subapp("/sandbox/telegram", telegram.make_app())
+    app.add_subapp("/sandbox/vk", vk.make_app())
+    setup_console(app, config=config)
+    return app
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    async with TestClient(TestServer(_app())) as client:
+        yield client
+
+
+async def test_page_has_the_pane_roots_and_loads_the_script(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    response = await client.get("/sandbox/")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    page = await response.text()
+    for root in ('id="topbar"', 'id="api-key"', 'id="customer-picker"', 'id="panes"'):
+        assert root in page
+    assert '<script src="static/console.js"></script>' in page
+    assert 'href="static/console.css"' in page
+
+
+async def test_bare_prefix_redirects_to_the_page(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    response = await client.get("/sandbox", allow_redirects=False)
+    assert response.status in (301, 302, 307, 308)
+    assert response.headers["Location"] == "/sandbox/"
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "marker"),
+    [
+        ("console.js", "text/javascript", "PANE_TYPES"),
+        ("console.css", "text/css", ".pane"),
+    ],
+)
+async def test_static_files_have_their_types(
+    client: TestClient[web.Request, web.Application], name: str, content_type: str, marker: str
+) -> None:
+    response = await client.get(f"/sandbox/static/{name}")
+    assert response.status == 200
+    assert response.content_type == content_type
+    assert response.charset == "utf-8"
+    assert marker in await response.text()
+
+
+@pytest.mark.parametrize("name", ["nope.js", "__init__.py", "..%2Froutes.py", "index.html"])
+async def test_only_the_console_files_are_served(
+    client: TestClient[web.Request, web.Application], name: str
+) -> None:
+    response = await client.get(f"/sandbox/static/{name}")
+    assert response.status == 404
+
+
+async def test_config_hands_the_page_its_endpoints(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    response = await client.get("/sandbox/config")
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    assert await response.json() == {
+        "api_key": "key-for-tests",
+        "api_base": "/api",
+        "poll_interval_ms": 1000,
+        "telegram": {
+            "base": "/sandbox/telegram",
+            "bot_token": TOKEN,
+            "control": "/sandbox/telegram/control",
+        },
+        "vk": {"base": "/sandbox/vk", "group_id": GROUP_ID, "control": "/sandbox/vk/control"},
+    }
+
+
+async def test_a_channel_without_settings_has_no_pane() -> None:
+    async with TestClient(TestServer(_app(ConsoleConfig(api_key="k")))) as client:
+        body = await (await client.get("/sandbox/config")).json()
+    assert body["telegram"] is None
+    assert body["vk"] is None
+
+
+async def test_emulators_stay_reachable_beside_the_console(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    """The console's routes must not shadow the emulators mounted under /sandbox."""
+    created = await client.post("/sandbox/vk/control/users", json={"first_name": "Anna"})
+    assert created.status == 200
+    user_id = (await created.json())["id"]
+    wrote = await client.post(f"/sandbox/vk/control/users/{user_id}/messages", json={"text": "hi"})
+    assert wrote.status == 200
+    bots = await (await client.get("/sandbox/telegram/control/bots")).json()
+    assert bots["result"][0]["username"] == "shop_bot"
+
+
+def test_static_files_ship_as_package_data() -> None:
+    static = Path(__file__).parents[2] / "gateway" / "sandbox" / "console" / "static"
+    assert (static / "__init__.py").is_file()  # a package, so package-data picks the files up
+    assert {p.name for p in static.iterdir()} >= {"index.html", "console.js", "console.css"}
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+async def test_page_renders_both_phones_in_a_browser(tmp_path: Path) -> None:
+    """End to end: headless Chromium runs the script; the DOM shows every pane."""
+    assert CHROMIUM is not None
+    runner = web.AppRunner(_app(), shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        process = await asyncio.create_subprocess_exec(
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path}",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            f"http://{host}:{port}/sandbox/",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        dom, _ = await asyncio.wait_for(process.communicate(), timeout=45)
+    finally:
+        await runner.cleanup()
+    html = dom.decode()
+    for pane in ("telegram", "vk", "history"):
+        assert f'data-pane="{pane}"' in html
