@@ -1,0 +1,671 @@
+"""Outbound messages: stored first, then sent through rate-limited lanes.
+
+`enqueue` writes the Message and its Delivery rows (one per part of a long
+text) in one transaction and only then puts the first delivery id on the broker
+queue. Workers take ids off the queue and send each through its channel adapter.
+
+Order within a chat is kept by the store, not the queue: only the chat's oldest
+unsettled delivery (its head) is ever sent, claimed by a compare-and-set on its
+status, and when it settles the next one is queued. A retried head therefore
+holds back everything after it, across processes and restarts.
+
+Delivery is at-least-once: a process that dies between the platform's answer
+and our write leaves the row `sending`; `recover()` sends it again after
+`sending_timeout_s`. VK adapters derive `random_id` from the delivery id, which
+makes that repeat a no-op there; Telegram, SMS and email may show it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col
+
+from gateway.broker import Broker, Job, Subscription
+from gateway.channels import Attachment, Button, ChannelAdapter, Failure, Outbound, Sent
+from gateway.lanes import RateLimits, RetryPolicy, buckets, chat_key, lane_key
+from gateway.splitting import SPLIT_LIMITS, split_html, split_text, strip_tags
+from storage.db import Database
+from storage.errors import NotFound
+from storage.identities import Identities
+from storage.messages import Messages, NewMessage
+from storage.models import Author, Delivery, DeliveryStatus, Direction, utcnow
+
+__all__ = ["Enqueued", "Outbox", "RateLimits", "RetryPolicy", "Target"]
+
+log = logging.getLogger("chatgate.outbox")
+
+QUEUE = "outbox"
+SETTLED_CHANNEL = "outbox:settled"
+PURPOSES = frozenset({"service", "transactional", "marketing"})
+PENDING = (DeliveryStatus.queued.value, DeliveryStatus.sending.value)
+# A job may come a little early by the broker's clock; not worth a round trip.
+_EARLY_OK = timedelta(milliseconds=50)
+_ERROR_MAX = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Who a message goes to and on which bot."""
+
+    conversation_id: int
+    customer_id: int
+    channel: str
+    account: str
+    address: str
+    identity_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """The stored message and its deliveries, in sending order."""
+
+    message_id: int
+    delivery_ids: tuple[int, ...]
+
+
+class Outbox:
+    """Stores outbound messages and dispatches them; `start()` / `aclose()`."""
+
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker,
+        adapters: Mapping[tuple[str, str], ChannelAdapter] | Iterable[ChannelAdapter] = (),
+        *,
+        limits: RateLimits | None = None,
+        retry: RetryPolicy | None = None,
+        now: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+        workers: int = 4,
+        queue: str = QUEUE,
+        send_timeout_s: float = 30.0,
+        sending_timeout_s: float = 120.0,
+        recover_every_s: float = 30.0,
+        max_inline_wait_s: float = 1.0,
+        block_s: float = 1.0,
+        grace_s: float = 5.0,
+    ) -> None:
+        if sending_timeout_s <= send_timeout_s:
+            raise ValueError("sending_timeout_s must exceed send_timeout_s")
+        self.db = db
+        self.broker = broker
+        self.adapters: dict[tuple[str, str], ChannelAdapter] = {}
+        if isinstance(adapters, Mapping):
+            self.adapters.update(adapters)
+        else:
+            for adapter in adapters:
+                self.register(adapter)
+        self.limits = limits or RateLimits()
+        self.retry = retry or RetryPolicy()
+        self._now = now
+        self._sleep = sleep
+        self._rand = rand
+        self._worker_count = workers
+        self._queue = queue
+        self._send_timeout_s = send_timeout_s
+        self._sending_timeout_s = sending_timeout_s
+        self._recover_every_s = recover_every_s
+        self._max_inline_wait_s = max_inline_wait_s
+        self._block_s = block_s
+        self._grace_s = grace_s
+        self._name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._busy: set[int] = set()
+        self._background: list[asyncio.Task[None]] = []
+        self._subscription: Subscription | None = None
+        self._waiters: dict[int, set[asyncio.Event]] = {}
+        self._stopping = False
+
+    def register(self, adapter: ChannelAdapter) -> None:
+        """Send (adapter.channel, adapter.account) deliveries through `adapter`."""
+        self.adapters[(adapter.channel, adapter.account)] = adapter
+
+    # ------------------------------------------------------------------ enqueue
+
+    async def enqueue(
+        self,
+        target: Target,
+        *,
+        text: str = "",
+        html: str | None = None,
+        subject: str | None = None,
+        buttons: Sequence[Sequence[Button]] = (),
+        inline: bool = True,
+        attachments: Sequence[Attachment] = (),
+        author: str = Author.bot,
+        author_ref: str | None = None,
+        purpose: str = "service",
+        thread_id: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+        not_before: datetime | None = None,
+    ) -> Enqueued:
+        """Store the message and its deliveries, then queue them; nothing is sent yet.
+
+        A text longer than the channel's limit becomes several deliveries of one
+        message, sent in order; buttons go with the last part, attachments with
+        the first.
+        """
+        if author not in {a.value for a in Author} or author == Author.customer:
+            raise ValueError(f"author must be bot, manager, flow or system, not {author!r}")
+        if purpose not in PURPOSES:
+            raise ValueError(f"purpose must be one of {sorted(PURPOSES)}, not {purpose!r}")
+        parts = _parts(target.channel, text, html)
+        now = self._now()
+        button_rows = [[_button_json(b) for b in row] for row in buttons if row]
+        async with self.db.session() as session:
+            message, _ = await Messages(session).append(
+                NewMessage(
+                    conversation_id=target.conversation_id,
+                    customer_id=target.customer_id,
+                    channel=target.channel,
+                    account=target.account,
+                    direction=Direction.outbound,
+                    author=author,
+                    author_ref=author_ref,
+                    text=text or strip_tags(html or ""),
+                    attachments=[a.as_json() for a in attachments],
+                    meta={"purpose": purpose, "parts": len(parts), **dict(meta or {})},
+                    sent_at=now,
+                )
+            )
+            assert message.id is not None
+            deliveries = []
+            for index, (part_text, part_html) in enumerate(parts):
+                payload: dict[str, Any] = {"text": part_text, "inline": inline}
+                if part_html is not None:
+                    payload["html"] = part_html
+                if subject is not None:
+                    payload["subject"] = subject
+                if thread_id is not None:
+                    payload["thread_id"] = thread_id
+                if index == len(parts) - 1 and button_rows:
+                    payload["buttons"] = button_rows
+                if index == 0 and attachments:
+                    payload["attachments"] = [a.as_json() for a in attachments]
+                if meta:
+                    payload["meta"] = dict(meta)
+                if len(parts) > 1:
+                    payload["part"] = [index + 1, len(parts)]
+                deliveries.append(
+                    Delivery(
+                        message_id=message.id,
+                        customer_id=target.customer_id,
+                        identity_id=target.identity_id,
+                        channel=target.channel,
+                        account=target.account,
+                        address=target.address,
+                        purpose=purpose,
+                        status=DeliveryStatus.queued,
+                        next_attempt_at=not_before,
+                        payload=payload,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            session.add_all(deliveries)
+            await session.flush()
+            ids = tuple(d.id for d in deliveries if d.id is not None)
+        log.info(
+            "outbox.queued",
+            extra={
+                "message_id": message.id,
+                "delivery_ids": list(ids),
+                "channel": target.channel,
+                "account": target.account,
+                "parts": len(ids),
+            },
+        )
+        # Later parts follow their predecessor (see _settled); queue the head only.
+        delay = (not_before - now).total_seconds() if not_before is not None else 0.0
+        await self._put(ids[0], delay)
+        return Enqueued(message.id, ids)
+
+    async def _put(self, delivery_id: int, delay: float = 0.0) -> None:
+        try:
+            await self.broker.enqueue(self._queue, str(delivery_id), delay=max(0.0, delay))
+        except Exception:
+            # Stored as queued, so recover() picks it up: late, not lost.
+            log.warning("outbox.enqueue_failed", extra={"delivery_id": delivery_id}, exc_info=True)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Re-queue what a previous run left, then start the workers."""
+        self._stopping = False
+        self._subscription = await self.broker.subscribe(SETTLED_CHANNEL)
+        self._background.append(asyncio.create_task(self._listen(self._subscription)))
+        await self.recover()
+        for index in range(self._worker_count):
+            self._workers[index] = asyncio.create_task(self._work(index))
+        self._background.append(asyncio.create_task(self._recover_periodically()))
+        log.info("outbox.started", extra={"workers": self._worker_count, "worker_name": self._name})
+
+    async def aclose(self) -> None:
+        """Stop taking jobs, let sends in flight finish (up to `grace_s`), then stop."""
+        self._stopping = True
+        for index, task in self._workers.items():
+            if index not in self._busy:
+                task.cancel()
+        tasks = list(self._workers.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self._grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._subscription is not None:
+            await self._subscription.aclose()
+            self._subscription = None
+        self._workers.clear()
+        self._background.clear()
+
+    async def _work(self, index: int) -> None:
+        consumer = f"{self._name}-{index}"
+        while not self._stopping:
+            try:
+                jobs = await self.broker.consume(
+                    self._queue, consumer, count=1, block_s=self._block_s
+                )
+            except Exception:
+                log.warning("outbox.consume_failed", exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            for job in jobs:
+                self._busy.add(index)
+                try:
+                    await self._handle(job)
+                except Exception:
+                    # Unacked: the broker hands the job out again after its timeout.
+                    log.exception("outbox.dispatch_failed", extra={"job": job.payload})
+                finally:
+                    self._busy.discard(index)
+
+    async def _handle(self, job: Job) -> None:
+        try:
+            delivery_id = int(job.payload)
+        except ValueError:
+            log.error("outbox.bad_job", extra={"job": job.payload})
+        else:
+            await self.dispatch(delivery_id)
+        await self.broker.ack(self._queue, job.id)
+
+    async def _recover_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._recover_every_s)
+            try:
+                # One process sweeps at a time; the lock lapses if it dies.
+                if await self.broker.try_lock("outbox:recover", self._recover_every_s * 2):
+                    await self.recover()
+            except Exception:
+                log.warning("outbox.recover_failed", exc_info=True)
+
+    async def recover(self, *, batch: int = 1000) -> int:
+        """Queue every chat's due head again; revive sends a dead process left.
+
+        Run at start and periodically. Rows `sending` for longer than
+        `sending_timeout_s` belonged to a process that died mid-send: they are
+        sent again (at-least-once; exactly-once on VK thanks to random_id).
+        """
+        now = self._now()
+        async with self.db.session() as session:
+            revived = await session.execute(
+                sa.update(Delivery)
+                .where(
+                    col(Delivery.status) == DeliveryStatus.sending,
+                    col(Delivery.updated_at) < now - timedelta(seconds=self._sending_timeout_s),
+                )
+                .values(status=DeliveryStatus.queued, next_attempt_at=now, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            heads = (
+                sa.select(sa.func.min(col(Delivery.id)))
+                .where(col(Delivery.status).in_(PENDING))
+                .group_by(col(Delivery.channel), col(Delivery.account), col(Delivery.address))
+            )
+            due = await session.scalars(
+                sa.select(col(Delivery.id))
+                .where(
+                    col(Delivery.id).in_(heads),
+                    col(Delivery.status) == DeliveryStatus.queued,
+                    sa.or_(
+                        col(Delivery.next_attempt_at).is_(None),
+                        col(Delivery.next_attempt_at) <= now,
+                    ),
+                )
+                .order_by(col(Delivery.id))
+                .limit(batch)
+            )
+            ids = [i for i in due if i is not None]
+        revived_count = getattr(revived, "rowcount", 0) or 0
+        for delivery_id in ids:
+            await self._put(delivery_id)
+        if ids or revived_count:
+            log.info("outbox.recovered", extra={"requeued": len(ids), "revived": revived_count})
+        return len(ids)
+
+    # ----------------------------------------------------------------- dispatch
+
+    async def dispatch(self, delivery_id: int) -> None:
+        """One step for one delivery: send it if it is its chat's due head."""
+        row = await self._load(delivery_id)
+        if row is None:
+            log.warning("outbox.unknown_delivery", extra={"delivery_id": delivery_id})
+            return
+        if row.status != DeliveryStatus.queued:
+            return  # settled, or in flight elsewhere: a duplicate job
+        now = self._now()
+        if row.next_attempt_at is not None and row.next_attempt_at > now + _EARLY_OK:
+            await self._put(delivery_id, (row.next_attempt_at - now).total_seconds())
+            return
+        if await self._head(row) != row.id:
+            return  # an earlier message to this chat goes first; it queues this one
+        wait = await self._take_tokens(row)
+        if wait is None:
+            wait = await self._paused_for(row)
+        if wait:
+            await self._defer(row, wait)
+            return
+        claimed = await self._claim(delivery_id)
+        if claimed is None:
+            return
+        # Another worker's send may have drawn a 429 while this one was claiming.
+        wait = await self._paused_for(claimed)
+        if wait:
+            await self._defer(claimed, wait, claimed=True)
+            return
+        result = await self._send(claimed)
+        await self._record(claimed, result)
+
+    async def _load(self, delivery_id: int) -> Delivery | None:
+        async with self.db.session() as session:
+            return await session.get(Delivery, delivery_id, populate_existing=True)
+
+    async def _head(self, row: Delivery) -> int | None:
+        async with self.db.session() as session:
+            return await session.scalar(
+                sa.select(sa.func.min(col(Delivery.id))).where(
+                    col(Delivery.channel) == row.channel,
+                    col(Delivery.account) == row.account,
+                    col(Delivery.address) == row.address,
+                    col(Delivery.status).in_(PENDING),
+                )
+            )
+
+    async def _take_tokens(self, row: Delivery) -> float | None:
+        """None once every bucket gave a token; else how long to come back after."""
+        for bucket in buckets(self.limits, row.channel, row.account, row.address):
+            for _ in range(10):
+                wait = await self.broker.take(
+                    bucket.key, rate_per_s=bucket.rate_per_s, burst=bucket.burst
+                )
+                if wait <= 0:
+                    break
+                if wait > self._max_inline_wait_s:
+                    return wait
+                await self._sleep(wait)
+            else:
+                return self._max_inline_wait_s
+        return None
+
+    async def _paused_for(self, row: Delivery) -> float:
+        return max(
+            await self.broker.paused_for(lane_key(row.channel, row.account)),
+            await self.broker.paused_for(chat_key(row.channel, row.account, row.address)),
+        )
+
+    async def _defer(self, row: Delivery, wait: float, *, claimed: bool = False) -> None:
+        """Come back to the delivery in `wait` seconds; a claim is handed back unused."""
+        assert row.id is not None
+        status = DeliveryStatus.sending if claimed else DeliveryStatus.queued
+        values: dict[str, Any] = {"next_attempt_at": self._now() + timedelta(seconds=wait)}
+        if claimed:
+            values.update(status=DeliveryStatus.queued, attempts=col(Delivery.attempts) - 1)
+        async with self.db.session() as session:
+            await session.execute(
+                sa.update(Delivery)
+                .where(col(Delivery.id) == row.id, col(Delivery.status) == status)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        log.info(
+            "outbox.deferred",
+            extra={"delivery_id": row.id, "channel": row.channel, "wait_s": round(wait, 3)},
+        )
+        await self._put(row.id, wait)
+
+    async def _claim(self, delivery_id: int) -> Delivery | None:
+        """Mark the delivery `sending` if it is still `queued`: one sender wins."""
+        async with self.db.session() as session:
+            result = await session.execute(
+                sa.update(Delivery)
+                .where(
+                    col(Delivery.id) == delivery_id,
+                    col(Delivery.status) == DeliveryStatus.queued,
+                )
+                .values(
+                    status=DeliveryStatus.sending,
+                    attempts=col(Delivery.attempts) + 1,
+                    updated_at=self._now(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return None
+            return await session.get(Delivery, delivery_id, populate_existing=True)
+
+    async def _send(self, row: Delivery) -> Sent | Failure:
+        adapter = self.adapters.get((row.channel, row.account))
+        if adapter is None:
+            return Failure(f"no adapter for {row.channel}:{row.account}", retryable=True)
+        try:
+            # asyncio.timeout, not wait_for: no task switch between the pause check
+            # and the request, so a pause set meanwhile cannot be missed in-process.
+            async with asyncio.timeout(self._send_timeout_s):
+                return await adapter.send(_outbound(row))
+        except TimeoutError:
+            return Failure(f"timeout after {self._send_timeout_s:g}s", retryable=True)
+        except Exception as exc:
+            log.warning("outbox.adapter_raised", extra={"delivery_id": row.id}, exc_info=True)
+            return Failure(f"{type(exc).__name__}: {exc}", retryable=True)
+
+    async def _record(self, row: Delivery, result: Sent | Failure) -> None:
+        assert row.id is not None
+        now = self._now()
+        fields = {
+            "delivery_id": row.id,
+            "channel": row.channel,
+            "account": row.account,
+            "attempt": row.attempts,
+        }
+        if isinstance(result, Sent):
+            await self._update(
+                row.id,
+                status=DeliveryStatus.sent,
+                sent_at=now,
+                external_id=result.external_id,
+                segments=result.segments,
+                error=None,
+                next_attempt_at=None,
+            )
+            log.info("outbox.sent", extra={**fields, "external_id": result.external_id})
+            await self._settled(row)
+            return
+        reason = result.reason[:_ERROR_MAX]
+        rate_limited = result.retryable and result.retry_after is not None
+        age = (now - row.created_at).total_seconds()
+        gave_up = (not rate_limited and row.attempts >= self.retry.max_attempts) or (
+            age >= self.retry.max_age_s
+        )
+        if result.retryable and not gave_up:
+            if rate_limited:
+                delay = float(result.retry_after or 0) + self.limits.pause_margin_s
+                key = (
+                    lane_key(row.channel, row.account)
+                    if result.lane_wide
+                    else chat_key(row.channel, row.account, row.address)
+                )
+                await self.broker.pause(key, delay)
+                log.warning(
+                    "outbox.paused",
+                    extra={
+                        **fields,
+                        "pause_s": delay,
+                        "lane_wide": result.lane_wide,
+                        "reason": reason,
+                    },
+                )
+            else:
+                delay = self.retry.backoff(row.attempts, self._rand)
+                log.warning(
+                    "outbox.retry", extra={**fields, "delay_s": round(delay, 3), "reason": reason}
+                )
+            await self._update(
+                row.id,
+                status=DeliveryStatus.queued,
+                next_attempt_at=now + timedelta(seconds=delay),
+                error=reason,
+            )
+            await self._put(row.id, delay)
+            return
+        if result.retryable:
+            reason = f"{reason} (gave up after {row.attempts} attempts)"[:_ERROR_MAX]
+        await self._update(
+            row.id,
+            status=DeliveryStatus.failed,
+            final=True,
+            failed_at=now,
+            error=reason,
+            next_attempt_at=None,
+            unreachable_identity=row.identity_id if result.unreachable else None,
+        )
+        log.warning(
+            "outbox.failed",
+            extra={**fields, "reason": reason, "unreachable": result.unreachable},
+        )
+        await self._settled(row)
+
+    async def _update(
+        self, delivery_id: int, *, unreachable_identity: int | None = None, **values: Any
+    ) -> None:
+        async with self.db.session() as session:
+            await session.execute(
+                sa.update(Delivery)
+                .where(col(Delivery.id) == delivery_id)
+                .values(updated_at=self._now(), **values)
+                .execution_options(synchronize_session=False)
+            )
+            if unreachable_identity is not None:
+                with contextlib.suppress(NotFound):
+                    await Identities(session).mark_unreachable(
+                        unreachable_identity, str(values.get("error") or "failed")
+                    )
+
+    async def _settled(self, row: Delivery) -> None:
+        """Tell waiters, then queue the chat's next delivery."""
+        assert row.id is not None
+        self._notify(row.id)
+        try:
+            await self.broker.publish(SETTLED_CHANNEL, str(row.id))
+        except Exception:
+            log.warning("outbox.publish_failed", extra={"delivery_id": row.id}, exc_info=True)
+        successor = await self._head(row)
+        if successor is not None:
+            await self._put(successor)
+
+    # ---------------------------------------------------------------- waiting
+
+    async def wait_settled(self, delivery_id: int, timeout_s: float = 30.0) -> Delivery:
+        """The delivery once sent or finally failed; TimeoutError after `timeout_s`.
+
+        Wakes on this process's own sends, on other processes' through the
+        broker's pub/sub, and looks at the store every second regardless.
+        """
+        event = asyncio.Event()
+        self._waiters.setdefault(delivery_id, set()).add(event)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    event.clear()
+                    row = await self._load(delivery_id)
+                    if row is None:
+                        raise NotFound("delivery", delivery_id)
+                    if row.status not in PENDING:
+                        return row
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), 1.0)
+        finally:
+            waiters = self._waiters.get(delivery_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[delivery_id]
+
+    def _notify(self, delivery_id: int) -> None:
+        for event in self._waiters.get(delivery_id, ()):
+            event.set()
+
+    async def _listen(self, subscription: Subscription) -> None:
+        async for message in subscription:
+            with contextlib.suppress(ValueError):
+                self._notify(int(message))
+
+
+def _parts(channel: str, text: str, html: str | None) -> list[tuple[str, str | None]]:
+    """(text, html) per part; HTML, when given, decides where the parts break."""
+    limit = SPLIT_LIMITS.get(channel)
+    if html is not None:
+        if limit is None or len(html) <= limit:
+            return [(text or strip_tags(html), html)]
+        return [(strip_tags(part), part) for part in split_html(html, limit)]
+    if limit is None:
+        return [(text, None)]
+    return [(part, None) for part in split_text(text, limit)]
+
+
+def _button_json(button: Button) -> dict[str, Any]:
+    out: dict[str, Any] = {"text": button.text}
+    if button.payload is not None:
+        out["payload"] = button.payload
+    if button.url is not None:
+        out["url"] = button.url
+    if button.request_contact:
+        out["request_contact"] = True
+    return out
+
+
+def _outbound(row: Delivery) -> Outbound:
+    assert row.id is not None
+    payload = row.payload
+    return Outbound(
+        delivery_id=row.id,
+        channel=row.channel,
+        account=row.account,
+        address=row.address,
+        text=str(payload.get("text", "")),
+        html=payload.get("html"),
+        subject=payload.get("subject"),
+        buttons=tuple(
+            tuple(Button(**button) for button in button_row)
+            for button_row in payload.get("buttons", ())
+        ),
+        inline=bool(payload.get("inline", True)),
+        thread_id=payload.get("thread_id"),
+        attachments=tuple(Attachment(**a) for a in payload.get("attachments", ())),
+        purpose=row.purpose,
+        meta=payload.get("meta", {}),
+    )
