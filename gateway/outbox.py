@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from gateway.broker import Broker, Job, Subscription
@@ -73,6 +74,7 @@ class Enqueued:
 
     message_id: int
     delivery_ids: tuple[int, ...]
+    delay_s: float = 0.0  # not before this many seconds from when it was staged
 
 
 class Outbox:
@@ -135,8 +137,25 @@ class Outbox:
 
     # ------------------------------------------------------------------ enqueue
 
-    async def enqueue(
+    async def enqueue(self, target: Target, **content: Any) -> Enqueued:
+        """Store the message and its deliveries, then queue them; nothing is sent yet.
+
+        Takes the keyword arguments of `stage()`.
+        """
+        async with self.db.session() as session:
+            enqueued = await self.stage(session, target, **content)
+        await self.release(enqueued)
+        return enqueued
+
+    async def release(self, *batches: Enqueued) -> None:
+        """Queue what `stage()` wrote, after its transaction committed."""
+        for enqueued in batches:
+            # Later parts follow their predecessor (see _settled); queue the head only.
+            await self._put(enqueued.delivery_ids[0], enqueued.delay_s)
+
+    async def stage(
         self,
+        session: AsyncSession,
         target: Target,
         *,
         text: str = "",
@@ -152,7 +171,9 @@ class Outbox:
         meta: Mapping[str, Any] | None = None,
         not_before: datetime | None = None,
     ) -> Enqueued:
-        """Store the message and its deliveries, then queue them; nothing is sent yet.
+        """Write the message and its deliveries in the caller's transaction; queue nothing.
+
+        Call `release()` with the result once that transaction has committed.
 
         A text longer than the channel's limit becomes several deliveries of one
         message, sent in order; buttons go with the last part, attachments with
@@ -165,59 +186,58 @@ class Outbox:
         parts = _parts(target.channel, text, html)
         now = self._now()
         button_rows = [[_button_json(b) for b in row] for row in buttons if row]
-        async with self.db.session() as session:
-            message, _ = await Messages(session).append(
-                NewMessage(
-                    conversation_id=target.conversation_id,
+        message, _ = await Messages(session).append(
+            NewMessage(
+                conversation_id=target.conversation_id,
+                customer_id=target.customer_id,
+                channel=target.channel,
+                account=target.account,
+                direction=Direction.outbound,
+                author=author,
+                author_ref=author_ref,
+                text=text or strip_tags(html or ""),
+                attachments=[a.as_json() for a in attachments],
+                meta={"purpose": purpose, "parts": len(parts), **dict(meta or {})},
+                sent_at=now,
+            )
+        )
+        assert message.id is not None
+        deliveries = []
+        for index, (part_text, part_html) in enumerate(parts):
+            payload: dict[str, Any] = {"text": part_text, "inline": inline}
+            if part_html is not None:
+                payload["html"] = part_html
+            if subject is not None:
+                payload["subject"] = subject
+            if thread_id is not None:
+                payload["thread_id"] = thread_id
+            if index == len(parts) - 1 and button_rows:
+                payload["buttons"] = button_rows
+            if index == 0 and attachments:
+                payload["attachments"] = [a.as_json() for a in attachments]
+            if meta:
+                payload["meta"] = dict(meta)
+            if len(parts) > 1:
+                payload["part"] = [index + 1, len(parts)]
+            deliveries.append(
+                Delivery(
+                    message_id=message.id,
                     customer_id=target.customer_id,
+                    identity_id=target.identity_id,
                     channel=target.channel,
                     account=target.account,
-                    direction=Direction.outbound,
-                    author=author,
-                    author_ref=author_ref,
-                    text=text or strip_tags(html or ""),
-                    attachments=[a.as_json() for a in attachments],
-                    meta={"purpose": purpose, "parts": len(parts), **dict(meta or {})},
-                    sent_at=now,
+                    address=target.address,
+                    purpose=purpose,
+                    status=DeliveryStatus.queued,
+                    next_attempt_at=not_before,
+                    payload=payload,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
-            assert message.id is not None
-            deliveries = []
-            for index, (part_text, part_html) in enumerate(parts):
-                payload: dict[str, Any] = {"text": part_text, "inline": inline}
-                if part_html is not None:
-                    payload["html"] = part_html
-                if subject is not None:
-                    payload["subject"] = subject
-                if thread_id is not None:
-                    payload["thread_id"] = thread_id
-                if index == len(parts) - 1 and button_rows:
-                    payload["buttons"] = button_rows
-                if index == 0 and attachments:
-                    payload["attachments"] = [a.as_json() for a in attachments]
-                if meta:
-                    payload["meta"] = dict(meta)
-                if len(parts) > 1:
-                    payload["part"] = [index + 1, len(parts)]
-                deliveries.append(
-                    Delivery(
-                        message_id=message.id,
-                        customer_id=target.customer_id,
-                        identity_id=target.identity_id,
-                        channel=target.channel,
-                        account=target.account,
-                        address=target.address,
-                        purpose=purpose,
-                        status=DeliveryStatus.queued,
-                        next_attempt_at=not_before,
-                        payload=payload,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            session.add_all(deliveries)
-            await session.flush()
-            ids = tuple(d.id for d in deliveries if d.id is not None)
+        session.add_all(deliveries)
+        await session.flush()
+        ids = tuple(d.id for d in deliveries if d.id is not None)
         log.info(
             "outbox.queued",
             extra={
@@ -228,10 +248,8 @@ class Outbox:
                 "parts": len(ids),
             },
         )
-        # Later parts follow their predecessor (see _settled); queue the head only.
         delay = (not_before - now).total_seconds() if not_before is not None else 0.0
-        await self._put(ids[0], delay)
-        return Enqueued(message.id, ids)
+        return Enqueued(message.id, ids, max(0.0, delay))
 
     async def _put(self, delivery_id: int, delay: float = 0.0) -> None:
         try:

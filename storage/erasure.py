@@ -46,7 +46,8 @@ class Erasure:
             sa.select(col(Customer.id)).where(col(Customer.merged_into_id) == customer_id)
         )
         for other in list(absorbed):
-            await self.erase(other)
+            if other is not None:
+                await self.erase(other)
         await lock_customers(self.session, [customer_id])
         now = utcnow()
         # The merge audit keeps earlier values (name, phone, ...): blank it, keep the fact.

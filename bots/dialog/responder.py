@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -21,14 +20,15 @@ from sqlmodel import col
 from bots.dialog.engine import Action, Dialog, OutMessage, Turn
 from gateway.channels import Button
 from gateway.clock import Clock
+from gateway.outbox import Enqueued, Target
 from gateway.router import Arrival
 from storage.addresses import normalize_phone
 from storage.conversations import Conversations
 from storage.db import Database
 from storage.errors import InvalidAddress
-from storage.models import Conversation, ConversationMode, Customer, Event
+from storage.models import Author, Conversation, ConversationMode, Customer, Event
 
-__all__ = ["BUTTON_CHANNELS", "BotResponder", "Reply", "ReplyQueue"]
+__all__ = ["BUTTON_CHANNELS", "BotResponder", "ReplyQueue"]
 
 log = logging.getLogger("chatgate.bot")
 
@@ -36,29 +36,21 @@ BUTTON_CHANNELS = frozenset({"telegram", "vk"})
 ORDER_EVENTS = ("order_status", "order_updated", "order_placed", "order_shipped", "purchase")
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One bot message for the outbox, addressed to where the customer wrote from."""
-
-    conversation_id: int
-    customer_id: int
-    identity_id: int
-    channel: str
-    account: str
-    address: str
-    text: str
-    buttons: tuple[tuple[Button, ...], ...] = ()
-    inline: bool = True
-
-
 class ReplyQueue(Protocol):
-    """Stores a reply as Message + Delivery inside the caller's transaction."""
+    """The outbox's two-step enqueue: rows in our transaction, queued after commit."""
 
-    async def stage(self, session: AsyncSession, reply: Reply) -> int: ...
+    async def stage(
+        self,
+        session: AsyncSession,
+        target: Target,
+        *,
+        text: str = "",
+        buttons: Sequence[Sequence[Button]] = (),
+        inline: bool = True,
+        author: str = ...,
+    ) -> Enqueued: ...
 
-    async def flush(self, delivery_ids: list[int]) -> None:
-        """Hand the staged deliveries to dispatch once their transaction committed."""
-        ...
+    async def release(self, *batches: Enqueued) -> None: ...
 
 
 class BotResponder:
@@ -80,18 +72,15 @@ class BotResponder:
         self.clock = clock
         self.region = region
         self.context = dict(context or {})
-        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def __call__(self, arrival: Arrival) -> None:
         lock = self._locks.setdefault(arrival.conversation_id, asyncio.Lock())
         async with lock:
             staged = await self._answer(arrival)
-        if staged:
-            await self.replies.flush(staged)
+        await self.replies.release(*staged)
 
-    async def _answer(self, arrival: Arrival) -> list[int]:
+    async def _answer(self, arrival: Arrival) -> list[Enqueued]:
         inbound = arrival.inbound
         has_buttons = inbound.channel in BUTTON_CHANNELS
         async with self.db.session() as session:
@@ -117,8 +106,25 @@ class BotResponder:
             for action in result.actions:
                 messages += await self._act(session, conversation, customer, action)
             await Conversations(session).update(conversation, dialog_state=result.state)
+            target = Target(
+                conversation_id=arrival.conversation_id,
+                customer_id=arrival.customer_id,
+                channel=inbound.channel,
+                account=inbound.account,
+                address=inbound.address,
+                identity_id=arrival.identity_id,
+            )
             return [
-                await self.replies.stage(session, _reply(arrival, message, has_buttons))
+                await self.replies.stage(
+                    session,
+                    target,
+                    text=message.text,
+                    buttons=message.buttons if has_buttons else (),
+                    # Telegram's contact button exists only on a reply keyboard; its
+                    # other buttons then come back as text the dialog matches.
+                    inline=not (message.request_contact and inbound.channel == "telegram"),
+                    author=Author.bot,
+                )
                 for message in messages
             ]
 
@@ -167,22 +173,3 @@ class BotResponder:
             f"Не нашёл заказ №{order} среди ваших заказов. "
             "Проверьте номер или напишите «менеджер» — вам помогут."
         )
-
-
-def _reply(arrival: Arrival, message: OutMessage, has_buttons: bool) -> Reply:
-    inbound = arrival.inbound
-    buttons = message.buttons if has_buttons else ()
-    # Telegram's contact button exists only on a reply keyboard; its other buttons
-    # then come back as their text, which the dialog matches against the menu.
-    inline = not (message.request_contact and inbound.channel == "telegram")
-    return Reply(
-        conversation_id=arrival.conversation_id,
-        customer_id=arrival.customer_id,
-        identity_id=arrival.identity_id,
-        channel=inbound.channel,
-        account=inbound.account,
-        address=inbound.address,
-        text=message.text,
-        buttons=buttons,
-        inline=inline,
-    )

@@ -1,0 +1,348 @@
+"""Inbound: dedupe → identity → customer → conversation → store → who answers.
+
+One place decides who answers a customer: the scripted bot while the
+conversation is the bot's, nobody (the managers' relay) while a person owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from gateway.channels import Inbound, Signal
+from gateway.clock import Clock, SystemClock
+from storage.conversations import Conversations
+from storage.db import Database
+from storage.identities import Identities
+from storage.inserts import insert
+from storage.messages import Messages, NewMessage
+from storage.models import (
+    Author,
+    Conversation,
+    ConversationMode,
+    Customer,
+    Delivery,
+    DeliveryStatus,
+    Direction,
+    Identity,
+    SeenUpdate,
+)
+
+__all__ = ["Arrival", "Router"]
+
+log = logging.getLogger("chatgate.router")
+
+# How far each status is along the way; a signal never moves a delivery back.
+STATUS_RANK = {
+    DeliveryStatus.queued: 0,
+    DeliveryStatus.sending: 1,
+    DeliveryStatus.sent: 2,
+    DeliveryStatus.delivered: 3,
+    DeliveryStatus.read: 4,
+    DeliveryStatus.clicked: 5,
+    DeliveryStatus.replied: 6,
+}
+SIGNAL_STATUS = {
+    "delivered": DeliveryStatus.delivered,
+    "read": DeliveryStatus.read,
+    "clicked": DeliveryStatus.clicked,
+    "replied": DeliveryStatus.replied,
+}
+SIGNAL_TIME_FIELD = {
+    "delivered": "delivered_at",
+    "read": "read_at",
+    "clicked": "clicked_at",
+    "replied": "replied_at",
+}
+SEEN_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A stored inbound message and where it landed, handed to whoever answers."""
+
+    inbound: Inbound
+    customer_id: int
+    conversation_id: int
+    identity_id: int
+    message_id: int
+    mode: str
+    first_contact: bool
+    dialog_state: dict[str, Any]
+    customer_name: str | None
+
+
+Answerer = Callable[[Arrival], Awaitable[None]]
+
+
+class Router:
+    """Stores what arrives and passes it to the one who answers it."""
+
+    def __init__(self, db: Database, *, clock: Clock | None = None) -> None:
+        self.db = db
+        self.clock = clock or SystemClock()
+        self._bot: Answerer | None = None
+        self._people: Answerer | None = None
+        self._observers: list[Answerer] = []
+
+    def answer_with(self, *, bot: Answerer | None = None, people: Answerer | None = None) -> None:
+        """Who answers in bot mode, and who is told while managers own the conversation."""
+        if bot is not None:
+            self._bot = bot
+        if people is not None:
+            self._people = people
+
+    def observe(self, observer: Answerer) -> None:
+        """Called for every stored inbound message, whoever answers (flows, mirrors)."""
+        self._observers.append(observer)
+
+    async def first_seen(self, source: str, key: str) -> bool:
+        """Remember an update key for a week; True the first time it is offered."""
+        now = self.clock.now()
+        async with self.db.session() as session:
+            inserted = await _insert_seen(session, source, key, now)
+            if inserted and int(now.timestamp()) % 97 == 0:
+                # Pruning now and then keeps the table to about one window's worth.
+                await session.execute(
+                    sa.delete(SeenUpdate).where(col(SeenUpdate.seen_at) < now - SEEN_WINDOW)
+                )
+        return inserted
+
+    async def inbound(self, message: Inbound) -> None:
+        arrival = await self.store(message)
+        if arrival is None:
+            return
+        await self.dispatch(arrival)
+
+    async def store(self, message: Inbound) -> Arrival | None:
+        """Store the message in the customer's conversation; None for a duplicate."""
+        async with self.db.session() as session:
+            identities = Identities(session)
+            identity, customer, first_contact = await identities.resolve(
+                channel=message.channel,
+                account=message.account,
+                address=message.address,
+                display_name=message.name,
+                username=message.username,
+            )
+            assert identity.id is not None
+            assert customer.id is not None
+            if not identity.reachable:
+                # Writing to us means the channel works again (unblocked, allowed).
+                await identities.mark_reachable(identity.id)
+            conversations = Conversations(session)
+            conversation = await conversations.open_for(customer.id)
+            assert conversation.id is not None
+            stored, created = await Messages(session).append(
+                NewMessage(
+                    conversation_id=conversation.id,
+                    customer_id=customer.id,
+                    channel=message.channel,
+                    account=message.account,
+                    direction=Direction.inbound,
+                    author=Author.customer,
+                    text=message.text,
+                    external_id=message.external_id,
+                    attachments=[a.as_json() for a in message.attachments],
+                    meta=_meta(message),
+                    kind="button" if message.button is not None and not message.text else "text",
+                    sent_at=message.sent_at,
+                )
+            )
+            if not created:
+                return None
+            assert stored.id is not None
+            if conversation.mode == ConversationMode.closed:
+                await conversations.update(
+                    conversation, mode=ConversationMode.bot, assignee_id=None
+                )
+            await _replied(session, conversation, message.channel, self.clock.now())
+            return Arrival(
+                inbound=message,
+                customer_id=customer.id,
+                conversation_id=conversation.id,
+                identity_id=identity.id,
+                message_id=stored.id,
+                mode=conversation.mode,
+                first_contact=first_contact,
+                dialog_state=dict(conversation.dialog_state),
+                customer_name=customer.name,
+            )
+
+    async def dispatch(self, arrival: Arrival) -> None:
+        """Hand a stored message to observers, then to the one who answers it."""
+        for observer in self._observers:
+            await _guarded(observer, arrival, "observer")
+        if arrival.inbound.auto_reply:
+            return  # out-of-office and the like are recorded, never answered
+        answerer = self._bot if arrival.mode == ConversationMode.bot else self._people
+        if answerer is not None:
+            await _guarded(answerer, arrival, "answerer")
+
+    async def signal(self, signal: Signal) -> None:
+        """Move a delivery forward: delivered, read, clicked, replied; or failed."""
+        at = signal.at or self.clock.now()
+        async with self.db.session() as session:
+            deliveries = await _signalled(session, signal)
+            for delivery in deliveries:
+                _apply(delivery, signal, at)
+            if signal.kind in {"failed", "bounced", "blocked"} and deliveries:
+                identity_id = deliveries[0].identity_id
+                if identity_id is not None and signal.kind != "failed":
+                    await Identities(session).mark_unreachable(identity_id, signal.kind)
+        if not deliveries:
+            log.info(
+                "router.signal_unmatched",
+                extra={"kind": signal.kind, "channel": signal.channel, "ext": signal.external_id},
+            )
+
+    async def reachability(
+        self, channel: str, account: str, address: str, *, reachable: bool, reason: str
+    ) -> None:
+        async with self.db.session() as session:
+            identity = await session.scalar(
+                sa.select(Identity).where(
+                    col(Identity.channel) == channel,
+                    col(Identity.account) == account,
+                    col(Identity.address) == address,
+                )
+            )
+            if identity is None or identity.id is None:
+                return
+            identities = Identities(session)
+            if reachable:
+                await identities.mark_reachable(identity.id)
+            else:
+                await identities.mark_unreachable(identity.id, reason)
+        log.info(
+            "router.reachability",
+            extra={"channel": channel, "address": address, "reachable": reachable, "why": reason},
+        )
+
+
+async def _insert_seen(session: AsyncSession, source: str, key: str, now: datetime) -> bool:
+    result = await session.execute(
+        insert(session, SeenUpdate)
+        .values(source=source, key=key[:200], seen_at=now)
+        .on_conflict_do_nothing()
+        .returning(col(SeenUpdate.key))
+    )
+    return result.first() is not None
+
+
+async def _replied(
+    session: AsyncSession, conversation: Conversation, channel: str, now: datetime
+) -> None:
+    """A customer's message is the strongest signal: our latest sends were seen."""
+    await session.execute(
+        sa.update(Delivery)
+        .where(
+            col(Delivery.customer_id) == conversation.customer_id,
+            col(Delivery.channel) == channel,
+            col(Delivery.status).in_(
+                [DeliveryStatus.sent, DeliveryStatus.delivered, DeliveryStatus.read]
+            ),
+            col(Delivery.sent_at) >= now - timedelta(days=7),
+        )
+        .values(status=DeliveryStatus.replied, replied_at=now, updated_at=now)
+    )
+
+
+async def _signalled(session: AsyncSession, signal: Signal) -> Sequence[Delivery]:
+    query = sa.select(Delivery).where(col(Delivery.channel) == signal.channel)
+    if signal.delivery_id is not None:
+        query = query.where(col(Delivery.id) == signal.delivery_id)
+    elif signal.kind == "read" and signal.address is not None:
+        # Messengers report "read up to": everything we sent to the chat until then.
+        query = query.where(
+            col(Delivery.account) == signal.account,
+            col(Delivery.address) == signal.address,
+            col(Delivery.status).in_([DeliveryStatus.sent, DeliveryStatus.delivered]),
+        )
+        upto = await _by_external(session, signal)
+        if upto is not None:
+            query = query.where(col(Delivery.id) <= upto.id)
+    elif signal.external_id is not None:
+        query = query.where(
+            col(Delivery.account) == signal.account,
+            col(Delivery.external_id) == signal.external_id,
+        )
+    else:
+        return []
+    return list(await session.scalars(query.with_for_update()))
+
+
+async def _by_external(session: AsyncSession, signal: Signal) -> Delivery | None:
+    if signal.external_id is None:
+        return None
+    result = await session.scalars(
+        sa.select(Delivery).where(
+            col(Delivery.channel) == signal.channel,
+            col(Delivery.account) == signal.account,
+            col(Delivery.external_id) == signal.external_id,
+        )
+    )
+    return result.first()
+
+
+def _apply(delivery: Delivery, signal: Signal, at: datetime) -> None:
+    if signal.kind in {"failed", "bounced", "blocked"}:
+        if (
+            STATUS_RANK.get(DeliveryStatus(delivery.status), 0)
+            >= STATUS_RANK[DeliveryStatus.delivered]
+        ):
+            return  # a late failure report never undoes a delivery we saw
+        delivery.status = DeliveryStatus.failed
+        delivery.final = True
+        delivery.error = signal.detail or signal.kind
+        delivery.failed_at = at
+        delivery.updated_at = at
+        return
+    if signal.machine:
+        delivery.payload = {**delivery.payload, f"machine_{signal.kind}_at": at.isoformat()}
+        return
+    status = SIGNAL_STATUS.get(signal.kind)
+    if status is None:
+        return
+    field = SIGNAL_TIME_FIELD[signal.kind]
+    if getattr(delivery, field) is None:
+        setattr(delivery, field, at)
+    if delivery.status == DeliveryStatus.failed:
+        return
+    if STATUS_RANK[status] > STATUS_RANK.get(DeliveryStatus(delivery.status), 0):
+        delivery.status = status
+        delivery.updated_at = at
+
+
+def _meta(message: Inbound) -> dict[str, Any]:
+    meta: dict[str, Any] = dict(message.meta)
+    for key in ("username", "verified_phone", "link_token", "button"):
+        value = getattr(message, key)
+        if value is not None:
+            meta[key] = value
+    if message.auto_reply:
+        meta["auto_reply"] = True
+    return meta
+
+
+async def _guarded(callback: Answerer, arrival: Arrival, role: str) -> None:
+    # The message is stored; a failing answerer must not make the channel retry it.
+    try:
+        await callback(arrival)
+    except Exception:
+        log.exception(
+            "router.answer_failed",
+            extra={"role": role, "conversation": arrival.conversation_id},
+        )
+
+
+def customer_label(customer: Customer) -> str:
+    """How a customer is named in logs and topic titles."""
+    return customer.name or customer.phone or customer.email or f"customer {customer.id}"
