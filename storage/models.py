@@ -281,7 +281,11 @@ class Delivery(SQLModel, table=True):
     """One outbound message on one channel: the outbox row and its fate."""
 
     __tablename__ = "delivery"
-    __table_args__ = (sa.Index("ix_delivery_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        sa.Index("ix_delivery_due", "status", "next_attempt_at"),
+        # The outbox finds each chat's oldest pending delivery to keep order.
+        sa.Index("ix_delivery_chat", "channel", "account", "address", "status"),
+    )
 
     id: int | None = _id()
     message_id: int = _fk("message.id")

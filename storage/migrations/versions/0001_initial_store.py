@@ -234,6 +234,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_delivery_customer_id'), ['customer_id'], unique=False)
+        batch_op.create_index('ix_delivery_chat', ['channel', 'account', 'address', 'status'], unique=False)
         batch_op.create_index('ix_delivery_due', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_external_id'), ['external_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_identity_id'), ['identity_id'], unique=False)
@@ -248,6 +249,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_delivery_message_id'))
         batch_op.drop_index(batch_op.f('ix_delivery_identity_id'))
         batch_op.drop_index(batch_op.f('ix_delivery_external_id'))
+        batch_op.drop_index('ix_delivery_chat')
         batch_op.drop_index('ix_delivery_due')
         batch_op.drop_index(batch_op.f('ix_delivery_customer_id'))
 
