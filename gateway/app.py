@@ -7,20 +7,35 @@ import logging
 import secrets
 import signal
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from importlib.resources import files
 from typing import Protocol
 
 from aiohttp import web
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from bots.dialog import Dialog, load_script
+from bots.dialog.responder import BotResponder
+from gateway.api import setup_api
+from gateway.broker import make_broker
+from gateway.channels import ChannelAdapter
+from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.health import Health, setup_health
+from gateway.lanes import RateLimits
+from gateway.outbox import Outbox
+from gateway.router import Router
+from gateway.sandbox.console import ConsoleConfig, setup_console
+from gateway.sandbox.platforms import SandboxPlatforms
 from storage.db import Database
 from storage.migrate import alembic_config, upgrade
 
 __all__ = ["App", "NotMigrated", "serve"]
 
 log = logging.getLogger("chatgate")
+
+DEFAULT_SCRIPT = str(files("bots.dialog.scripts") / "shop.yaml")
 
 
 class NotMigrated(RuntimeError):
@@ -35,11 +50,60 @@ class Service(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Channel(Service, Protocol):
+    """A bot on a platform: its outbound adapter, its webhook routes, its lifecycle."""
+
+    @property
+    def adapter(self) -> ChannelAdapter: ...
+
+    def setup_routes(self, app: web.Application) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _ChannelSettings:
+    telegram_token: str | None
+    telegram_api_url: str
+    vk_token: str | None
+    vk_group_id: int | None
+    vk_api_url: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> _ChannelSettings:
+        return cls(
+            telegram_token=settings.telegram_token,
+            telegram_api_url=settings.telegram_api_url,
+            vk_token=settings.vk_token,
+            vk_group_id=settings.vk_group_id,
+            vk_api_url=settings.vk_api_url,
+        )
+
+    @classmethod
+    def for_sandbox(cls, sandbox: SandboxPlatforms, base_url: str) -> _ChannelSettings:
+        tokens = sandbox.tokens(base_url)
+        return cls(
+            telegram_token=tokens.telegram_token,
+            telegram_api_url=tokens.telegram_api_url,
+            vk_token=tokens.vk_token,
+            vk_group_id=tokens.vk_group_id,
+            vk_api_url=tokens.vk_api_url,
+        )
+
+
+def _rate_limits(settings: Settings) -> RateLimits:
+    return RateLimits(
+        telegram_rate_per_s=settings.telegram_rate_per_s,
+        telegram_chat_rate_per_s=settings.telegram_chat_rate_per_s,
+        telegram_group_rate_per_min=settings.telegram_group_rate_per_min,
+        vk_rate_per_s=settings.vk_rate_per_s,
+    )
+
+
 class App:
     """Everything one chatgate process runs, wired from one Settings object."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or SystemClock()
         self.api_key = settings.api_key or secrets.token_urlsafe(24)
         self.api_key_generated = settings.api_key is None
         self.db = Database(settings.database_url)
@@ -52,15 +116,70 @@ class App:
         self._build()
 
     def _build(self) -> None:
+        settings = self.settings
         setup_health(self.web, self.health)
-        from gateway.api import setup_api
+        setup_api(self.web, db=self.db, api_key=self.api_key, region=settings.default_region)
+        self.broker = make_broker(settings.redis_url)
+        if settings.redis_url:
+            self.health.add("broker", self.broker.ping)
+        self.router = Router(self.db, clock=self.clock)
+        self.outbox = Outbox(self.db, self.broker, limits=_rate_limits(settings))
+        self.services.append(self.outbox)
+        self.sandbox: SandboxPlatforms | None = None
+        channels = _ChannelSettings.from_settings(settings)
+        if settings.sandbox_enabled:
+            self.sandbox = SandboxPlatforms()
+            self.sandbox.mount(self.web)
+            channels = _ChannelSettings.for_sandbox(self.sandbox, settings.base_url)
+        if channels.telegram_token:
+            from bots.telegram import TelegramBot
 
-        setup_api(
-            self.web,
-            db=self.db,
-            api_key=self.api_key,
-            region=self.settings.default_region,
+            telegram = TelegramBot(
+                token=channels.telegram_token,
+                api_url=channels.telegram_api_url,
+                mode=settings.telegram_mode if self.sandbox is None else "polling",
+                webhook_secret=settings.telegram_webhook_secret,
+                public_url=settings.base_url,
+                sink=self.router,
+            )
+            self._add_channel(telegram)
+        if channels.vk_token and channels.vk_group_id is not None:
+            from bots.vk import VKBot
+
+            vk = VKBot(
+                token=channels.vk_token,
+                group_id=channels.vk_group_id,
+                sink=self.router,
+                api_url=channels.vk_api_url,
+                mode=settings.vk_mode if self.sandbox is None else "longpoll",
+                secret=settings.vk_secret,
+                confirmation=settings.vk_confirmation,
+            )
+            self._add_channel(vk)
+        self.dialog = Dialog(load_script(settings.dialog_script or DEFAULT_SCRIPT))
+        self.router.answer_with(
+            bot=BotResponder(
+                self.db,
+                self.outbox,
+                self.dialog,
+                clock=self.clock,
+                region=settings.default_region,
+            )
         )
+        if self.sandbox is not None:
+            setup_console(
+                self.web,
+                config=ConsoleConfig(
+                    api_key=self.api_key,
+                    telegram_token=channels.telegram_token,
+                    vk_group_id=channels.vk_group_id,
+                ),
+            )
+
+    def _add_channel(self, bot: Channel) -> None:
+        self.outbox.register(bot.adapter)
+        bot.setup_routes(self.web)
+        self.services.append(bot)
 
     async def prepare_database(self) -> None:
         """Migrate an SQLite file by itself; insist on `chatgate migrate` for a server."""
@@ -104,6 +223,7 @@ class App:
         await self._stack.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.broker.aclose()
         await self.db.aclose()
         log.info("chatgate.stopped")
 

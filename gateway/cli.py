@@ -31,12 +31,13 @@ def _settings() -> Settings:
 
 
 def _run(_args: argparse.Namespace) -> int:
+    from bots.dialog import ScriptError
     from gateway.app import NotMigrated, serve
 
     settings = _settings()
     try:
         asyncio.run(serve(settings))
-    except NotMigrated as exc:
+    except (NotMigrated, ScriptError) as exc:
         print(f"chatgate: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
