@@ -28,6 +28,7 @@ from gateway.outbox import Outbox
 from gateway.router import Router
 from gateway.sandbox.console import ConsoleConfig, setup_console
 from gateway.sandbox.platforms import SandboxPlatforms
+from storage.cursors import Cursors
 from storage.db import Database
 from storage.migrate import alembic_config, upgrade
 
@@ -154,6 +155,7 @@ class App:
                 mode=settings.vk_mode if self.sandbox is None else "longpoll",
                 secret=settings.vk_secret,
                 confirmation=settings.vk_confirmation,
+                cursors=Cursors(self.db),
             )
             self._add_channel(vk)
         self.dialog = Dialog(load_script(settings.dialog_script or DEFAULT_SCRIPT))

@@ -25,6 +25,7 @@ __all__ = [
     "Consent",
     "Conversation",
     "ConversationMode",
+    "Cursor",
     "Customer",
     "CustomerTag",
     "Delivery",
@@ -377,3 +378,13 @@ class SeenUpdate(SQLModel, table=True):
     source: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
     key: str = Field(sa_column=sa.Column(sa.String(200), primary_key=True))
     seen_at: datetime = _time(now=True, index=True)
+
+
+class Cursor(SQLModel, table=True):
+    """Where a poller stopped reading a platform (VK Long Poll's ts), kept across restarts."""
+
+    __tablename__ = "cursor"
+
+    name: str = Field(sa_column=sa.Column(sa.String(100), primary_key=True))
+    value: str = Field(max_length=200)
+    updated_at: datetime = _time(now=True)

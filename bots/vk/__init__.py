@@ -15,7 +15,7 @@ from aiohttp import web
 from bots.vk.adapter import VKAdapter
 from bots.vk.client import make_api
 from bots.vk.inbound import VKEvents
-from bots.vk.polling import VKPolling
+from bots.vk.polling import CursorStore, VKPolling
 from bots.vk.webhook import VKWebhook
 from gateway.channels import Sink
 
@@ -38,6 +38,7 @@ class VKBot:
         timeout: float = 15.0,
         poll_wait: int = 25,
         callback_budget: float = 3.0,
+        cursors: CursorStore | None = None,
     ) -> None:
         if mode not in ("longpoll", "callback"):
             raise ValueError(f"VK mode must be 'longpoll' or 'callback', not {mode!r}")
@@ -54,7 +55,9 @@ class VKBot:
             else None
         )
         self._polling = (
-            VKPolling(self._api, self.events, wait=poll_wait) if mode == "longpoll" else None
+            VKPolling(self._api, self.events, wait=poll_wait, cursors=cursors)
+            if mode == "longpoll"
+            else None
         )
 
     def setup_routes(self, app: web.Application) -> None:

@@ -549,3 +549,36 @@ async def test_long_payload_is_a_final_failure(emu: VKEmulator, sink: RecordingS
 def test_callback_mode_needs_a_confirmation_code(sink: RecordingSink) -> None:
     with pytest.raises(ValueError, match="confirmation"):
         VKBot(token="t", group_id=GROUP, sink=sink, mode="callback")
+
+
+@dataclass
+class MemoryCursors:
+    values: dict[str, str] = field(default_factory=dict)
+
+    async def load(self, name: str) -> str | None:
+        return self.values.get(name)
+
+    async def save(self, name: str, value: str) -> None:
+        self.values[name] = value
+
+
+async def test_longpoll_resumes_after_a_restart_without_losing_messages(
+    emu: VKEmulator, sink: RecordingSink
+) -> None:
+    cursors = MemoryCursors()
+    first = _bot(emu, sink, mode="longpoll", cursors=cursors)
+    await first.start()
+    emu.user_writes(USER, "before the restart")
+    await eventually(lambda: len(sink.inbounds) == 1)
+    await eventually(lambda: bool(cursors.values))
+    await first.aclose()
+
+    emu.user_writes(USER, "while chatgate was down")  # VK keeps it for the next poll
+
+    second = _bot(emu, sink, mode="longpoll", cursors=cursors)
+    await second.start()
+    try:
+        await eventually(lambda: len(sink.inbounds) == 2)
+        assert sink.inbounds[1].text == "while chatgate was down"
+    finally:
+        await second.aclose()

@@ -19,6 +19,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('cursor',
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('value', sa.String(length=200), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
     
     op.create_table('customer',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -244,6 +250,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('cursor')
     
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_delivery_message_id'))
