@@ -223,6 +223,8 @@ class App:
 
     async def aclose(self) -> None:
         await self._stack.aclose()
+        if self.sandbox is not None:
+            await self.sandbox.aclose()  # releases long polls the server would wait out
         if self._runner is not None:
             await self._runner.cleanup()
         await self.broker.aclose()

@@ -70,6 +70,8 @@ class TelegramEmulator(CustomerActions):
     async def aclose(self) -> None:
         """Release hanging requests and stop webhook delivery."""
         self._closing.set()
+        for bot in self.world.bots.values():
+            bot.updates.release()
         await self.delivery.aclose()
 
     async def __aenter__(self) -> TelegramEmulator:

@@ -29,6 +29,7 @@ class UpdateQueue:
         self._event = asyncio.Event()
         self._generation = 0
         self._unseen_duplicates: list[dict[str, Any]] = []
+        self._released = False
 
     def _wake(self) -> None:
         self._event.set()
@@ -92,6 +93,11 @@ class UpdateQueue:
         while not self.pending:
             await self._event.wait()
 
+    def release(self) -> None:
+        """Answer every waiting getUpdates now: the emulator is shutting down."""
+        self._released = True
+        self._event.set()
+
     async def poll(self, offset: int | None, limit: int, wait: float) -> list[dict[str, Any]]:
         """getUpdates: confirm, then return up to `limit` updates, waiting up to `wait` s."""
         if offset:
@@ -111,7 +117,7 @@ class UpdateQueue:
                 ]
                 return batch
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self._released:
                 return []
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._event.wait(), remaining)
