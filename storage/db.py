@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,12 +35,28 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Taking turns here, rather than in SQLite's
+        # busy handler (which sleeps in growing steps), keeps the process fast under
+        # concurrency and avoids "database is locked" when a reader turns writer.
+        self._turn = asyncio.Lock() if self.is_sqlite else None
+        self._holder: asyncio.Task[object] | None = None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits on success and rolls back on error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        task = asyncio.current_task()
+        if self._turn is None or (task is not None and self._holder is task):
+            # A nested session of the task that has the turn goes straight through.
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        async with self._turn:
+            self._holder = task
+            try:
+                async with self.sessions() as session, session.begin():
+                    yield session
+            finally:
+                self._holder = None
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""
