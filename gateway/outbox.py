@@ -380,29 +380,16 @@ class Outbox:
 
     async def dispatch(self, delivery_id: int) -> None:
         """One step for one delivery: send it if it is its chat's due head."""
-        row = await self._load(delivery_id)
-        if row is None:
-            log.warning("outbox.unknown_delivery", extra={"delivery_id": delivery_id})
-            return
-        if row.status != DeliveryStatus.queued:
-            return  # settled, or in flight elsewhere: a duplicate job
-        now = self._now()
-        if row.next_attempt_at is not None and row.next_attempt_at > now + _EARLY_OK:
-            await self._put(delivery_id, (row.next_attempt_at - now).total_seconds())
-            return
-        if await self._head(row) != row.id:
-            return  # an earlier message to this chat goes first; it queues this one
-        wait = await self._take_tokens(row)
-        if wait is None:
-            wait = await self._paused_for(row)
-        if wait:
-            await self._defer(row, wait)
-            return
-        claimed = await self._claim(delivery_id)
+        claimed, retry_in = await self._claim_head(delivery_id)
         if claimed is None:
+            if retry_in is not None:
+                await self._put(delivery_id, retry_in)
             return
-        # Another worker's send may have drawn a 429 while this one was claiming.
-        wait = await self._paused_for(claimed)
+        # Tokens and pauses are checked after the claim, so a chat's order holds;
+        # a claim that must wait is handed back unused.
+        wait = await self._take_tokens(claimed)
+        if wait is None:
+            wait = await self._paused_for(claimed)
         if wait:
             await self._defer(claimed, wait, claimed=True)
             return
@@ -413,16 +400,43 @@ class Outbox:
         async with self.db.session() as session:
             return await session.get(Delivery, delivery_id, populate_existing=True)
 
-    async def _head(self, row: Delivery) -> int | None:
+    async def _claim_head(self, delivery_id: int) -> tuple[Delivery | None, float | None]:
+        """In one transaction: the delivery, if due and its chat's head, marked `sending`.
+
+        Returns (None, seconds) when it is not due yet, (None, None) when it is not
+        this call's to send: settled, in flight elsewhere, or behind an earlier one.
+        """
+        now = self._now()
         async with self.db.session() as session:
-            return await session.scalar(
-                sa.select(sa.func.min(col(Delivery.id))).where(
-                    col(Delivery.channel) == row.channel,
-                    col(Delivery.account) == row.account,
-                    col(Delivery.address) == row.address,
-                    col(Delivery.status).in_(PENDING),
+            row = await session.get(Delivery, delivery_id, populate_existing=True)
+            if row is None:
+                log.warning("outbox.unknown_delivery", extra={"delivery_id": delivery_id})
+                return None, None
+            if row.status != DeliveryStatus.queued:
+                return None, None  # settled, or in flight elsewhere: a duplicate job
+            if row.next_attempt_at is not None and row.next_attempt_at > now + _EARLY_OK:
+                return None, (row.next_attempt_at - now).total_seconds()
+            if await _chat_head(session, row) != row.id:
+                return None, None  # an earlier message to this chat goes first; it queues this
+            result = await session.execute(
+                sa.update(Delivery)
+                .where(
+                    col(Delivery.id) == delivery_id,
+                    col(Delivery.status) == DeliveryStatus.queued,
                 )
+                .values(
+                    status=DeliveryStatus.sending,
+                    attempts=col(Delivery.attempts) + 1,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
             )
+            if getattr(result, "rowcount", 0) != 1:
+                return None, None  # another sender won
+            row.status = DeliveryStatus.sending
+            row.attempts += 1
+            row.updated_at = now
+            return row, None
 
     async def _take_tokens(self, row: Delivery) -> float | None:
         """None once every bucket gave a token; else how long to come back after."""
@@ -466,26 +480,6 @@ class Outbox:
         )
         await self._put(row.id, wait)
 
-    async def _claim(self, delivery_id: int) -> Delivery | None:
-        """Mark the delivery `sending` if it is still `queued`: one sender wins."""
-        async with self.db.session() as session:
-            result = await session.execute(
-                sa.update(Delivery)
-                .where(
-                    col(Delivery.id) == delivery_id,
-                    col(Delivery.status) == DeliveryStatus.queued,
-                )
-                .values(
-                    status=DeliveryStatus.sending,
-                    attempts=col(Delivery.attempts) + 1,
-                    updated_at=self._now(),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if getattr(result, "rowcount", 0) != 1:
-                return None
-            return await session.get(Delivery, delivery_id, populate_existing=True)
-
     async def _send(self, row: Delivery) -> Sent | Failure:
         adapter = self.adapters.get((row.channel, row.account))
         if adapter is None:
@@ -511,8 +505,8 @@ class Outbox:
             "attempt": row.attempts,
         }
         if isinstance(result, Sent):
-            await self._update(
-                row.id,
+            successor = await self._update(
+                row,
                 status=DeliveryStatus.sent,
                 sent_at=now,
                 external_id=result.external_id,
@@ -521,7 +515,7 @@ class Outbox:
                 next_attempt_at=None,
             )
             log.info("outbox.sent", extra={**fields, "external_id": result.external_id})
-            await self._settled(row)
+            await self._settled(row, successor)
             return
         reason = result.reason[:_ERROR_MAX]
         rate_limited = result.retryable and result.retry_after is not None
@@ -553,7 +547,7 @@ class Outbox:
                     "outbox.retry", extra={**fields, "delay_s": round(delay, 3), "reason": reason}
                 )
             await self._update(
-                row.id,
+                row,
                 status=DeliveryStatus.queued,
                 next_attempt_at=now + timedelta(seconds=delay),
                 error=reason,
@@ -562,8 +556,8 @@ class Outbox:
             return
         if result.retryable:
             reason = f"{reason} (gave up after {row.attempts} attempts)"[:_ERROR_MAX]
-        await self._update(
-            row.id,
+        successor = await self._update(
+            row,
             status=DeliveryStatus.failed,
             final=True,
             failed_at=now,
@@ -575,15 +569,16 @@ class Outbox:
             "outbox.failed",
             extra={**fields, "reason": reason, "unreachable": result.unreachable},
         )
-        await self._settled(row)
+        await self._settled(row, successor)
 
     async def _update(
-        self, delivery_id: int, *, unreachable_identity: int | None = None, **values: Any
-    ) -> None:
+        self, row: Delivery, *, unreachable_identity: int | None = None, **values: Any
+    ) -> int | None:
+        """Record an outcome; returns the chat's next delivery, found in the same transaction."""
         async with self.db.session() as session:
             await session.execute(
                 sa.update(Delivery)
-                .where(col(Delivery.id) == delivery_id)
+                .where(col(Delivery.id) == row.id)
                 .values(updated_at=self._now(), **values)
                 .execution_options(synchronize_session=False)
             )
@@ -592,8 +587,9 @@ class Outbox:
                     await Identities(session).mark_unreachable(
                         unreachable_identity, str(values.get("error") or "failed")
                     )
+            return await _chat_head(session, row)
 
-    async def _settled(self, row: Delivery) -> None:
+    async def _settled(self, row: Delivery, successor: int | None) -> None:
         """Tell waiters, then queue the chat's next delivery."""
         assert row.id is not None
         self._notify(row.id)
@@ -601,7 +597,6 @@ class Outbox:
             await self.broker.publish(SETTLED_CHANNEL, str(row.id))
         except Exception:
             log.warning("outbox.publish_failed", extra={"delivery_id": row.id}, exc_info=True)
-        successor = await self._head(row)
         if successor is not None:
             await self._put(successor)
 
@@ -686,4 +681,16 @@ def _outbound(row: Delivery) -> Outbound:
         attachments=tuple(Attachment(**a) for a in payload.get("attachments", ())),
         purpose=row.purpose,
         meta=payload.get("meta", {}),
+    )
+
+
+async def _chat_head(session: AsyncSession, row: Delivery) -> int | None:
+    """The oldest pending delivery to the same chat: the only one that may be sent."""
+    return await session.scalar(
+        sa.select(sa.func.min(col(Delivery.id))).where(
+            col(Delivery.channel) == row.channel,
+            col(Delivery.account) == row.account,
+            col(Delivery.address) == row.address,
+            col(Delivery.status).in_(PENDING),
+        )
     )
