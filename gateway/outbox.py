@@ -433,6 +433,8 @@ class Outbox:
             )
             if getattr(result, "rowcount", 0) != 1:
                 return None, None  # another sender won
+            # The UPDATE above already wrote these: detach first so the ORM doesn't again.
+            session.expunge(row)
             row.status = DeliveryStatus.sending
             row.attempts += 1
             row.updated_at = now
