@@ -149,8 +149,12 @@ class ChannelAdapter(Protocol):
 class Sink(Protocol):
     """Where a channel hands what arrived: the router implements it."""
 
+    async def seen(self, source: str, key: str) -> bool:
+        """Whether an update key was recorded as handled (within the dedupe window)."""
+        ...
+
     async def first_seen(self, source: str, key: str) -> bool:
-        """True the first time an update key is offered; survives restarts."""
+        """Record an update key as handled; True the first time. Survives restarts."""
         ...
 
     async def inbound(self, message: Inbound) -> None: ...

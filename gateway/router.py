@@ -103,6 +103,11 @@ class Router:
         """Called for every stored inbound message, whoever answers (flows, mirrors)."""
         self._observers.append(observer)
 
+    async def seen(self, source: str, key: str) -> bool:
+        async with self.db.session() as session:
+            found = await session.get(SeenUpdate, (source, key[:200]))
+        return found is not None
+
     async def first_seen(self, source: str, key: str) -> bool:
         """Remember an update key for a week; True the first time it is offered."""
         now = self.clock.now()

@@ -8,10 +8,8 @@ router maps private messages, button presses and block/unblock onto the Sink.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +19,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.types import CallbackQuery, ChatMemberUpdated, Message, Update, User
 
 from gateway.channels import Attachment, Inbound, Sink
+from gateway.once import Once
 
 __all__ = [
     "ALLOWED_UPDATES",
@@ -38,7 +37,6 @@ CHANNEL = "telegram"
 # What the router handles; asked for explicitly so a setting left by another
 # deployment of the same token can't starve us (allowed_updates is sticky).
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
-_REMEMBER_FAILED = 1000
 _GROUPS = ("group", "supergroup")
 # What t.me/<bot>?start=<payload> may carry (aiogram's deep_linking check).
 _DEEP_LINK = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -208,10 +206,7 @@ class TelegramEvents:
         self.source = f"{CHANNEL}:{account}"
         self._sink = sink
         self._group_handler = group_handler
-        self._in_flight: dict[str, asyncio.Future[None]] = {}
-        # Updates whose handling failed after first_seen took them: Telegram's resend
-        # must not be dropped as a duplicate. Kept per process, which covers resends.
-        self._failed: OrderedDict[str, None] = OrderedDict()
+        self._once = Once(sink, self.source)
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(self._router())
 
@@ -225,31 +220,11 @@ class TelegramEvents:
 
     async def process(self, update: Update) -> None:
         """Handle one update once; raises if handling failed, so the sender may retry."""
-        key = str(update.update_id)
-        running = self._in_flight.get(key)
-        if running is not None:
-            # A resend while the first delivery is still being handled: share its fate.
-            await asyncio.shield(running)
-            return
-        if not await self._sink.first_seen(self.source, key) and key not in self._failed:
+        handled = await self._once.run(
+            str(update.update_id), lambda: self.dispatcher.feed_update(self._bot, update)
+        )
+        if not handled:
             log.info("telegram.duplicate_update", extra={"update": update.update_id})
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = done
-        try:
-            await self.dispatcher.feed_update(self._bot, update)
-        except BaseException as exc:
-            self._failed[key] = None
-            while len(self._failed) > _REMEMBER_FAILED:
-                self._failed.popitem(last=False)
-            done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
-            done.exception()  # retrieved: nobody else may be waiting for it
-            raise
-        else:
-            self._failed.pop(key, None)
-            done.set_result(None)
-        finally:
-            del self._in_flight[key]
 
     async def _private_message(self, message: Message) -> None:
         inbound = inbound_of(message, self.account)

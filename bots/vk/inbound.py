@@ -7,7 +7,6 @@ repeats when a Callback API answer was not `ok` or after Long Poll `failed: 1`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections import OrderedDict
@@ -21,13 +20,13 @@ from vkbottle.exception_factory import VKAPIError
 
 from bots.vk.client import VKTransportError
 from gateway.channels import Attachment, Inbound, Signal, Sink
+from gateway.once import Once
 
 __all__ = ["CHAT_PEER_BASE", "VKEvents", "attachments_of", "button_of"]
 
 log = logging.getLogger(__name__)
 
 CHAT_PEER_BASE = 2_000_000_000  # peer ids from here on are group chats
-_REMEMBER_FAILED = 1000
 _NAME_CACHE = 10_000
 
 _KINDS = {"photo": "photo", "doc": "document", "audio_message": "voice", "sticker": "sticker"}
@@ -159,10 +158,7 @@ class VKEvents:
         self.source = f"vk:{group_id}"
         self._sink = sink
         self._names: OrderedDict[int, str | None] = OrderedDict()
-        self._in_flight: dict[str, asyncio.Future[None]] = {}
-        # Events whose handling failed after first_seen took them: a resend must not
-        # be dropped as a duplicate. Kept per process, which covers VK's quick resends.
-        self._failed: OrderedDict[str, None] = OrderedDict()
+        self._once = Once(sink, self.source)
 
     async def process(self, event: Mapping[str, Any]) -> None:
         """Handle one envelope once; raises if handling failed, so the sender retries."""
@@ -170,29 +166,7 @@ class VKEvents:
         if not isinstance(event_id, str) or not event_id:
             await self.dispatch(event)  # nothing to dedupe on (very old API versions)
             return
-        running = self._in_flight.get(event_id)
-        if running is not None:
-            # A resend while the first delivery is still being handled: share its fate.
-            await asyncio.shield(running)
-            return
-        if not await self._sink.first_seen(self.source, event_id) and event_id not in self._failed:
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._in_flight[event_id] = done
-        try:
-            await self.dispatch(event)
-        except BaseException as exc:
-            self._failed[event_id] = None
-            while len(self._failed) > _REMEMBER_FAILED:
-                self._failed.popitem(last=False)
-            done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
-            done.exception()  # retrieved: nobody else may be waiting for it
-            raise
-        else:
-            self._failed.pop(event_id, None)
-            done.set_result(None)
-        finally:
-            del self._in_flight[event_id]
+        await self._once.run(event_id, lambda: self.dispatch(event))
 
     async def dispatch(self, event: Mapping[str, Any]) -> None:
         """Route one envelope by type; unknown types and other communities are ignored."""

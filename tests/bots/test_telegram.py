@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,45 +18,15 @@ from bots.telegram import TelegramBot
 from bots.telegram.inbound import split_start
 from bots.telegram.render import RenderError, callback_data
 from bots.telegram.webhook import PATH, SECRET_HEADER
-from gateway.channels import Attachment, Button, Failure, Inbound, Outbound, Sent, Signal
+from gateway.channels import Attachment, Button, Failure, Outbound, Sent
 from gateway.sandbox.telegram import TelegramEmulator, TelegramLimits, WebhookPolicy
+from tests.fakes import RecordingSink
 
 BOT_ID = 777001
 TOKEN = f"{BOT_ID}:AAHsecret-token"
 USER = 5001
 OTHER = 5002
 SECRET = "hook_s3cret-XYZ"
-
-
-@dataclass
-class RecordingSink:
-    """An in-memory router: remembers everything it is handed."""
-
-    seen: set[tuple[str, str]] = field(default_factory=set)
-    inbounds: list[Inbound] = field(default_factory=list)
-    signals: list[Signal] = field(default_factory=list)
-    reach: list[tuple[str, str, str, bool, str]] = field(default_factory=list)
-    fail_inbounds: int = 0
-
-    async def first_seen(self, source: str, key: str) -> bool:
-        if (source, key) in self.seen:
-            return False
-        self.seen.add((source, key))
-        return True
-
-    async def inbound(self, message: Inbound) -> None:
-        if self.fail_inbounds:
-            self.fail_inbounds -= 1
-            raise RuntimeError("the store is down")
-        self.inbounds.append(message)
-
-    async def signal(self, signal: Signal) -> None:
-        self.signals.append(signal)
-
-    async def reachability(
-        self, channel: str, account: str, address: str, *, reachable: bool, reason: str
-    ) -> None:
-        self.reach.append((channel, account, address, reachable, reason))
 
 
 async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
@@ -232,7 +201,7 @@ async def test_text_message_becomes_inbound(
     assert got.link_token is None
     assert got.button is None
     assert got.attachments == ()
-    assert sink.seen == {(f"telegram:{BOT_ID}", str(last_update_id(emu)))}
+    assert sink.seen_keys == {(f"telegram:{BOT_ID}", str(last_update_id(emu)))}
     # polling mode removed any webhook
     assert [method for method, _ in emu.calls(BOT_ID)][:2] == ["deleteWebhook", "getUpdates"]
 
@@ -422,7 +391,7 @@ async def test_webhook_rejects_a_wrong_or_missing_secret(
         ) as response:
             assert response.status == 200
     assert [m.text for m in sink.inbounds] == ["forged"]
-    assert sink.seen == {(f"telegram:{BOT_ID}", "900")}
+    assert sink.seen_keys == {(f"telegram:{BOT_ID}", "900")}
 
 
 @pytest.mark.parametrize(
@@ -446,7 +415,7 @@ async def test_webhook_garbage_is_a_400(
     assert set(payload) == {"error"}
     assert "Traceback" not in payload["error"]
     assert sink.inbounds == []
-    assert sink.seen == set()
+    assert sink.seen_keys == set()
 
 
 async def test_webhook_redelivery_is_handed_over_once_even_after_a_restart(

@@ -19,44 +19,14 @@ from aiohttp.test_utils import TestServer
 from bots.vk import VKBot
 from bots.vk.inbound import button_of
 from bots.vk.render import MAX_LABEL, random_id, render
-from gateway.channels import Button, Failure, Inbound, Outbound, Sent, Signal
+from gateway.channels import Button, Failure, Outbound, Sent, Signal
 from gateway.sandbox.vk import VKEmulator, VKLimits
+from tests.fakes import RecordingSink
 
 GROUP = 4242
 USER = 7001
 SECRET = "s3cret-key"
 CODE = "c0nfirm-me"
-
-
-@dataclass
-class RecordingSink:
-    """An in-memory router: remembers everything it is handed."""
-
-    seen: set[tuple[str, str]] = field(default_factory=set)
-    inbounds: list[Inbound] = field(default_factory=list)
-    signals: list[Signal] = field(default_factory=list)
-    reach: list[tuple[str, str, str, bool, str]] = field(default_factory=list)
-    fail_inbounds: int = 0
-
-    async def first_seen(self, source: str, key: str) -> bool:
-        if (source, key) in self.seen:
-            return False
-        self.seen.add((source, key))
-        return True
-
-    async def inbound(self, message: Inbound) -> None:
-        if self.fail_inbounds:
-            self.fail_inbounds -= 1
-            raise RuntimeError("the store is down")
-        self.inbounds.append(message)
-
-    async def signal(self, signal: Signal) -> None:
-        self.signals.append(signal)
-
-    async def reachability(
-        self, channel: str, account: str, address: str, *, reachable: bool, reason: str
-    ) -> None:
-        self.reach.append((channel, account, address, reachable, reason))
 
 
 async def eventually(check: Callable[[], bool]) -> None:
@@ -326,7 +296,7 @@ async def test_bad_secret_is_403_and_nothing_is_stored(
         del body["secret"]
     async with http.post(hooked.url, json=body) as response:
         assert response.status == 403
-    assert (sink.inbounds, sink.seen) == ([], set())
+    assert (sink.inbounds, sink.seen_keys) == ([], set())
 
 
 @pytest.mark.parametrize(
@@ -345,7 +315,7 @@ async def test_malformed_body_is_400(
     async with http.post(hooked.url, data=body) as response:
         assert response.status == 400
         assert "error" in await response.json()
-    assert (sink.inbounds, sink.seen) == ([], set())
+    assert (sink.inbounds, sink.seen_keys) == ([], set())
 
 
 async def test_unknown_event_type_is_ok(

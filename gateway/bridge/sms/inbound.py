@@ -8,20 +8,19 @@ mistaken for a duplicate.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from gateway.bridge.sms.keywords import stop_keyword
 from gateway.channels import Inbound, Signal, Sink
+from gateway.once import Once
 from storage.addresses import normalize_phone
 from storage.errors import InvalidAddress
 
 __all__ = ["Received", "SmsEvents", "phone_or_raw", "sms_inbound", "unix_time"]
-
-_REMEMBER_FAILED = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,29 +83,16 @@ class SmsEvents:
 
     def __init__(self, sink: Sink, source: str) -> None:
         self._sink = sink
-        self.source = source  # first_seen namespace, e.g. "sms.twilio"
-        self._failed: OrderedDict[str, None] = OrderedDict()
+        self.source = source  # dedupe namespace, e.g. "sms.twilio"
+        self._once = Once(sink, source)
 
     async def hand_over(self, items: Iterable[Received]) -> None:
         """Give each new item to the sink; raises if one failed, so the provider resends."""
         for received in items:
-            key = received.key
-            if (
-                key is not None
-                and not await self._sink.first_seen(self.source, key)
-                and key not in self._failed
-            ):
-                continue
-            try:
+            if received.key is None:
                 await self._deliver(received)
-            except BaseException:
-                if key is not None:
-                    self._failed[key] = None
-                    while len(self._failed) > _REMEMBER_FAILED:
-                        self._failed.popitem(last=False)
-                raise
-            if key is not None:
-                self._failed.pop(key, None)
+            else:
+                await self._once.run(received.key, partial(self._deliver, received))
 
     async def _deliver(self, received: Received) -> None:
         item = received.item

@@ -14,42 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import MultiDict
 
-from gateway.channels import Inbound, Signal
-
-
-@dataclass
-class RecordingSink:
-    """An in-memory router: remembers everything it is handed."""
-
-    seen: set[tuple[str, str]] = field(default_factory=set)
-    inbounds: list[Inbound] = field(default_factory=list)
-    signals: list[Signal] = field(default_factory=list)
-    reach: list[tuple[str, str, str, bool, str]] = field(default_factory=list)
-    fail_next: int = 0
-
-    async def first_seen(self, source: str, key: str) -> bool:
-        if (source, key) in self.seen:
-            return False
-        self.seen.add((source, key))
-        return True
-
-    async def inbound(self, message: Inbound) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise RuntimeError("the store is down")
-        self.inbounds.append(message)
-
-    async def signal(self, signal: Signal) -> None:
-        self.signals.append(signal)
-
-    async def reachability(
-        self, channel: str, account: str, address: str, *, reachable: bool, reason: str
-    ) -> None:
-        self.reach.append((channel, account, address, reachable, reason))
-
-    @property
-    def untouched(self) -> bool:
-        return not (self.seen or self.inbounds or self.signals or self.reach)
+from tests.fakes import RecordingSink
 
 
 @dataclass

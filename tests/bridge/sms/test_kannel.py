@@ -268,7 +268,7 @@ async def test_adapter_puts_secret_in_dlr_url(
 
 
 async def test_sink_failure_answers_500_and_the_resend_is_handed_over(sink: RecordingSink) -> None:
-    sink.fail_next = 1
+    sink.fail_inbounds = 1
     client = await kannel_hook(sink)
     try:
         url = "/webhooks/sms/kannel?from=79161234567&text=hi&coding=0&charset=UTF-8&id=m-1"
