@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.sandbox.console import ConsoleConfig, setup_console
 from gateway.sandbox.telegram import TelegramEmulator
 from gateway.sandbox.vk import VKEmulator
+from tests.conftest import service_missing
 
 TOKEN = "123456:sandbox-secret"
 GROUP_ID = 4242
@@ -132,9 +133,10 @@ def test_static_files_ship_as_package_data() -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 async def test_page_renders_both_phones_in_a_browser(tmp_path: Path) -> None:
     """End to end: headless Chromium runs the script; the DOM shows every pane."""
+    if CHROMIUM is None:
+        service_missing("Chromium", FileNotFoundError("chromium is not installed"))
     assert CHROMIUM is not None
     runner = web.AppRunner(_app(), shutdown_timeout=1)
     await runner.setup()
@@ -147,6 +149,11 @@ async def test_page_renders_both_phones_in_a_browser(tmp_path: Path) -> None:
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
             f"--user-data-dir={tmp_path}",
             "--virtual-time-budget=3000",
             "--dump-dom",
