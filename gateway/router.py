@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from gateway.channels import Inbound, Signal
 from gateway.clock import Clock, SystemClock
+from gateway.outbox import Enqueued
 from storage.conversations import Conversations
 from storage.db import Database
 from storage.identities import Identities
@@ -82,17 +83,35 @@ class Arrival:
 Answerer = Callable[[Arrival], Awaitable[None]]
 
 
+class BotAnswerer(Protocol):
+    """The scripted bot: answers inside the transaction that stored the message."""
+
+    async def answer(
+        self,
+        session: AsyncSession,
+        arrival: Arrival,
+        conversation: Conversation,
+        customer: Customer,
+    ) -> list[Enqueued]: ...
+
+    async def release(self, *staged: Enqueued) -> None:
+        """Queue the staged replies once their transaction committed."""
+        ...
+
+
 class Router:
     """Stores what arrives and passes it to the one who answers it."""
 
     def __init__(self, db: Database, *, clock: Clock | None = None) -> None:
         self.db = db
         self.clock = clock or SystemClock()
-        self._bot: Answerer | None = None
+        self._bot: BotAnswerer | None = None
         self._people: Answerer | None = None
         self._observers: list[Answerer] = []
 
-    def answer_with(self, *, bot: Answerer | None = None, people: Answerer | None = None) -> None:
+    def answer_with(
+        self, *, bot: BotAnswerer | None = None, people: Answerer | None = None
+    ) -> None:
         """Who answers in bot mode, and who is told while managers own the conversation."""
         if bot is not None:
             self._bot = bot
@@ -121,75 +140,94 @@ class Router:
         return inserted
 
     async def inbound(self, message: Inbound) -> None:
-        arrival = await self.store(message)
-        if arrival is None:
-            return
+        """Store what arrived and answer it; the bot's reply commits with the message.
+
+        One transaction holds the customer's message, the dialog's new state and
+        the reply, so a crash never leaves a stored message unanswered (the
+        platform's resend finds it stored and nothing is doubled).
+        """
+        staged: list[Enqueued] = []
+        async with self.db.session() as session:
+            stored = await self._store(session, message)
+            if stored is None:
+                return
+            arrival, conversation, customer = stored
+            # Out-of-office replies and the like are stored, never answered.
+            answering = arrival.mode == ConversationMode.bot and not message.auto_reply
+            if self._bot is not None and answering:
+                staged = await self._bot.answer(session, arrival, conversation, customer)
+        if staged and self._bot is not None:
+            await self._bot.release(*staged)
         await self.dispatch(arrival)
 
     async def store(self, message: Inbound) -> Arrival | None:
         """Store the message in the customer's conversation; None for a duplicate."""
         async with self.db.session() as session:
-            identities = Identities(session)
-            identity, customer, first_contact = await identities.resolve(
+            stored = await self._store(session, message)
+        return None if stored is None else stored[0]
+
+    async def _store(
+        self, session: AsyncSession, message: Inbound
+    ) -> tuple[Arrival, Conversation, Customer] | None:
+        identities = Identities(session)
+        identity, customer, first_contact = await identities.resolve(
+            channel=message.channel,
+            account=message.account,
+            address=message.address,
+            display_name=message.name,
+            username=message.username,
+        )
+        assert identity.id is not None
+        assert customer.id is not None
+        if not identity.reachable:
+            # Writing to us means the channel works again (unblocked, allowed).
+            await identities.mark_reachable(identity.id)
+        conversations = Conversations(session)
+        conversation = await conversations.open_for(customer.id)
+        assert conversation.id is not None
+        stored, created = await Messages(session).append(
+            NewMessage(
+                conversation_id=conversation.id,
+                customer_id=customer.id,
                 channel=message.channel,
                 account=message.account,
-                address=message.address,
-                display_name=message.name,
-                username=message.username,
+                direction=Direction.inbound,
+                author=Author.customer,
+                text=message.text,
+                external_id=message.external_id,
+                attachments=[a.as_json() for a in message.attachments],
+                meta=_meta(message),
+                kind="button" if message.button is not None and not message.text else "text",
+                sent_at=message.sent_at,
             )
-            assert identity.id is not None
-            assert customer.id is not None
-            if not identity.reachable:
-                # Writing to us means the channel works again (unblocked, allowed).
-                await identities.mark_reachable(identity.id)
-            conversations = Conversations(session)
-            conversation = await conversations.open_for(customer.id)
-            assert conversation.id is not None
-            stored, created = await Messages(session).append(
-                NewMessage(
-                    conversation_id=conversation.id,
-                    customer_id=customer.id,
-                    channel=message.channel,
-                    account=message.account,
-                    direction=Direction.inbound,
-                    author=Author.customer,
-                    text=message.text,
-                    external_id=message.external_id,
-                    attachments=[a.as_json() for a in message.attachments],
-                    meta=_meta(message),
-                    kind="button" if message.button is not None and not message.text else "text",
-                    sent_at=message.sent_at,
-                )
-            )
-            if not created:
-                return None
-            assert stored.id is not None
-            if conversation.mode == ConversationMode.closed:
-                await conversations.update(
-                    conversation, mode=ConversationMode.bot, assignee_id=None
-                )
-            await _replied(session, conversation, message.channel, self.clock.now())
-            return Arrival(
-                inbound=message,
-                customer_id=customer.id,
-                conversation_id=conversation.id,
-                identity_id=identity.id,
-                message_id=stored.id,
-                mode=conversation.mode,
-                first_contact=first_contact,
-                dialog_state=dict(conversation.dialog_state),
-                customer_name=customer.name,
-            )
+        )
+        if not created:
+            return None
+        assert stored.id is not None
+        if conversation.mode == ConversationMode.closed:
+            await conversations.update(conversation, mode=ConversationMode.bot, assignee_id=None)
+        await _replied(session, conversation, message.channel, self.clock.now())
+        arrival = Arrival(
+            inbound=message,
+            customer_id=customer.id,
+            conversation_id=conversation.id,
+            identity_id=identity.id,
+            message_id=stored.id,
+            mode=conversation.mode,
+            first_contact=first_contact,
+            dialog_state=dict(conversation.dialog_state),
+            customer_name=customer.name,
+        )
+        return arrival, conversation, customer
 
     async def dispatch(self, arrival: Arrival) -> None:
-        """Hand a stored message to observers, then to the one who answers it."""
+        """Tell observers of a stored message, and the managers' side when it is theirs."""
         for observer in self._observers:
             await _guarded(observer, arrival, "observer")
-        if arrival.inbound.auto_reply:
-            return  # out-of-office and the like are recorded, never answered
-        answerer = self._bot if arrival.mode == ConversationMode.bot else self._people
-        if answerer is not None:
-            await _guarded(answerer, arrival, "answerer")
+        if arrival.inbound.auto_reply or arrival.mode == ConversationMode.bot:
+            return
+        if self._people is not None:
+            await _guarded(self._people, arrival, "people")
 
     async def signal(self, signal: Signal) -> None:
         """Move a delivery forward: delivered, read, clicked, replied; or failed."""

@@ -1,15 +1,13 @@
 """The bot's side of a conversation: run the dialog, keep its state, queue its replies.
 
 The router calls this for a message that arrived while the conversation is the
-bot's. The dialog's state, the hand-off and the replies are written in one
-transaction, so a crash never leaves a reply without its state or the reverse.
+bot's, inside the transaction that stores the message: the message, the dialog's
+state, the hand-off and the replies commit together or not at all.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -54,7 +52,7 @@ class ReplyQueue(Protocol):
 
 
 class BotResponder:
-    """Answers in bot mode, one turn at a time per conversation."""
+    """Answers in bot mode, inside the transaction that stored the customer's message."""
 
     def __init__(
         self,
@@ -72,61 +70,69 @@ class BotResponder:
         self.clock = clock
         self.region = region
         self.context = dict(context or {})
-        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    async def __call__(self, arrival: Arrival) -> None:
-        lock = self._locks.setdefault(arrival.conversation_id, asyncio.Lock())
-        async with lock:
-            staged = await self._answer(arrival)
+    async def release(self, *staged: Enqueued) -> None:
         await self.replies.release(*staged)
 
-    async def _answer(self, arrival: Arrival) -> list[Enqueued]:
+    async def answer(
+        self,
+        session: AsyncSession,
+        arrival: Arrival,
+        conversation: Conversation,
+        customer: Customer,
+    ) -> list[Enqueued]:
+        """Run the dialog for a stored message and stage its replies in `session`."""
         inbound = arrival.inbound
         has_buttons = inbound.channel in BUTTON_CHANNELS
-        async with self.db.session() as session:
-            conversation = await Conversations(session).get(arrival.conversation_id)
-            if conversation.mode != ConversationMode.bot:
-                return []  # a manager took it while this message waited its turn
-            customer = await session.get(Customer, arrival.customer_id)
-            turn = Turn(
-                text=inbound.text,
-                button=inbound.button,
-                first_contact=arrival.first_contact or not conversation.dialog_state,
-                phone=inbound.verified_phone,
-                channel=inbound.channel,
-                has_buttons=has_buttons,
-            )
-            context = {**self.context}
-            if customer is not None and customer.name:
-                context["name"] = customer.name
+        # Another message of this customer may have moved the dialog on and committed
+        # while this transaction waited for the conversation row: read it afresh.
+        await session.refresh(conversation, with_for_update=True)
+        if conversation.mode != ConversationMode.bot:
+            return []
+        turn = Turn(
+            text=inbound.text,
+            button=inbound.button,
+            first_contact=arrival.first_contact or not conversation.dialog_state,
+            phone=inbound.verified_phone,
+            channel=inbound.channel,
+            has_buttons=has_buttons,
+        )
+        context = {**self.context}
+        if customer.name:
+            context["name"] = customer.name
+        try:
             result = self.dialog.handle(
                 conversation.dialog_state, turn, now=self.clock.now(), context=context
             )
-            messages = list(result.messages)
-            for action in result.actions:
-                messages += await self._act(session, conversation, customer, action)
-            await Conversations(session).update(conversation, dialog_state=result.state)
-            target = Target(
-                conversation_id=arrival.conversation_id,
-                customer_id=arrival.customer_id,
-                channel=inbound.channel,
-                account=inbound.account,
-                address=inbound.address,
-                identity_id=arrival.identity_id,
+        except Exception:
+            # Nothing is written yet: the message is kept even if the script trips.
+            log.exception("bot.dialog_failed", extra={"conversation": conversation.id})
+            return []
+        messages = list(result.messages)
+        for action in result.actions:
+            messages += await self._act(session, conversation, customer, action)
+        await Conversations(session).update(conversation, dialog_state=result.state)
+        target = Target(
+            conversation_id=arrival.conversation_id,
+            customer_id=arrival.customer_id,
+            channel=inbound.channel,
+            account=inbound.account,
+            address=inbound.address,
+            identity_id=arrival.identity_id,
+        )
+        return [
+            await self.replies.stage(
+                session,
+                target,
+                text=message.text,
+                buttons=message.buttons if has_buttons else (),
+                # Telegram's contact button exists only on a reply keyboard; its
+                # other buttons then come back as text the dialog matches.
+                inline=not (message.request_contact and inbound.channel == "telegram"),
+                author=Author.bot,
             )
-            return [
-                await self.replies.stage(
-                    session,
-                    target,
-                    text=message.text,
-                    buttons=message.buttons if has_buttons else (),
-                    # Telegram's contact button exists only on a reply keyboard; its
-                    # other buttons then come back as text the dialog matches.
-                    inline=not (message.request_contact and inbound.channel == "telegram"),
-                    author=Author.bot,
-                )
-                for message in messages
-            ]
+            for message in messages
+        ]
 
     async def _act(
         self,
