@@ -18,7 +18,7 @@ from aiogram import Bot, Dispatcher, F, Router
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.types import CallbackQuery, ChatMemberUpdated, Message, Update, User
 
-from gateway.channels import Attachment, Inbound, Sink
+from gateway.channels import Attachment, Inbound, Signal, Sink
 from gateway.once import Once
 
 __all__ = [
@@ -252,6 +252,17 @@ class TelegramEvents:
         meta: dict[str, Any] = {}
         if message is not None:
             meta["message"] = f"{message.chat.id}:{message.message_id}"
+            # A press is engagement with the message that carried the button.
+            await self._sink.signal(
+                Signal(
+                    kind="clicked",
+                    channel=CHANNEL,
+                    account=self.account,
+                    external_id=meta["message"],
+                    address=str(address),
+                    detail=query.data,
+                )
+            )
         await self._sink.inbound(
             Inbound(
                 channel=CHANNEL,

@@ -329,6 +329,8 @@ async def test_button_press_is_answered_and_handed_over(
     assert press.address == str(USER)
     assert press.meta["message"] == result.external_id
     assert emu.callback_answer(query_id) is not None
+    # The press counts as a click on the message that carried the button.
+    assert [(s.kind, s.external_id) for s in sink.signals] == [("clicked", result.external_id)]
 
 
 async def test_polling_stops_cleanly_and_a_new_poller_resumes(

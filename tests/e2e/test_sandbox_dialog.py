@@ -49,10 +49,14 @@ async def test_telegram_customer_gets_the_bot_first_and_everything_is_stored(
         for _ in range(200):  # until the outbox, paced at 1/s per chat, has sent it all
             items = (await (await http.get(url)).json())["items"]
             statuses = {i["delivery_status"] for i in items if i["direction"] == "out"}
-            if statuses <= {"sent", "replied"}:
+            if statuses <= {"sent", "clicked", "replied"}:
                 break
             await asyncio.sleep(0.1)
-    assert statuses <= {"sent", "replied"}
+    assert statuses <= {"sent", "clicked", "replied"}
+    # The menu whose button was pressed shows as clicked; nothing else does.
+    clicked = [i["text"] for i in items if i["delivery_status"] == "clicked"]
+    assert len(clicked) == 1
+    assert "Чем могу помочь" in clicked[0]
     assert items[0]["direction"] == "in"
     assert items[0]["text"] == "/start"
     assert {i["author"] for i in items} == {"customer", "bot"}
