@@ -1,0 +1,83 @@
+"""The router stores what arrives and the bot's reply with it, on every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col
+
+from bots.dialog import Dialog, Reply, Turn, load_script
+from bots.dialog.responder import BotResponder
+from gateway.app import DEFAULT_SCRIPT
+from gateway.broker.memory import MemoryBroker
+from gateway.channels import Inbound
+from gateway.clock import FakeClock
+from gateway.outbox import Outbox
+from gateway.router import Router
+from storage.db import Database
+from storage.models import Delivery, Message
+
+
+def _router(db: Database, dialog: Dialog) -> tuple[Router, Outbox]:
+    outbox = Outbox(db, MemoryBroker())
+    router = Router(db, clock=FakeClock())
+    router.answer_with(bot=BotResponder(db, outbox, dialog, clock=FakeClock()))
+    return router, outbox
+
+
+def _hello(text: str = "Привет", external_id: str = "77:1") -> Inbound:
+    return Inbound(
+        channel="telegram", account="1", address="77", text=text, external_id=external_id
+    )
+
+
+async def _rows(db: Database, model: Any) -> list[Any]:
+    async with db.session() as session:
+        return list(await session.scalars(sa.select(model).order_by(col(model.id))))
+
+
+async def test_the_message_and_the_bots_reply_are_stored_together(database: Database) -> None:
+    router, _ = _router(database, Dialog(load_script(DEFAULT_SCRIPT)))
+    await router.inbound(_hello())
+    messages = await _rows(database, Message)
+    assert (messages[0].direction, messages[0].author) == ("in", "customer")
+    replies = [m for m in messages if m.direction == "out"]
+    assert replies
+    assert all(m.author == "bot" for m in replies)
+    deliveries = await _rows(database, Delivery)
+    assert {d.message_id for d in deliveries} == {m.id for m in replies}
+    assert all(d.status == "queued" for d in deliveries)  # nothing sent: no outbox running
+
+
+async def test_a_duplicate_is_neither_stored_nor_answered_twice(database: Database) -> None:
+    router, _ = _router(database, Dialog(load_script(DEFAULT_SCRIPT)))
+    await router.inbound(_hello())
+    before = len(await _rows(database, Delivery))
+    await router.inbound(_hello())
+    assert len(await _rows(database, Message)) == 1 + before
+    assert len(await _rows(database, Delivery)) == before
+
+
+class BrokenDialog(Dialog):
+    def handle(
+        self,
+        state: Mapping[str, Any],
+        turn: Turn,
+        *,
+        now: datetime,
+        context: Mapping[str, str] | None = None,
+    ) -> Reply:
+        raise RuntimeError("a bug in the script engine")
+
+
+async def test_a_failing_dialog_never_loses_the_customers_message(
+    sqlite_database: Database,
+) -> None:
+    router, _ = _router(sqlite_database, BrokenDialog(load_script(DEFAULT_SCRIPT)))
+    await router.inbound(_hello("есть кто?"))
+    messages = await _rows(sqlite_database, Message)
+    assert [(m.text, m.direction) for m in messages] == [("есть кто?", "in")]
+    assert await _rows(sqlite_database, Delivery) == []
