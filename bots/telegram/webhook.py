@@ -12,8 +12,6 @@ duplicate (TelegramEvents remembers failures).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 import logging
@@ -24,6 +22,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bots.telegram.inbound import TelegramEvents
+from gateway.budget import Budget
 
 __all__ = ["PATH", "SECRET_HEADER", "TelegramWebhook"]
 
@@ -54,9 +53,7 @@ class TelegramWebhook:
         self._bot = bot
         self._events = events
         self._secret = secret.encode()
-        self._budget = budget
-        self._grace = grace
-        self._background: set[asyncio.Task[None]] = set()
+        self._work = Budget("telegram.webhook", budget=budget, grace=grace)
 
     def setup_routes(self, app: web.Application) -> None:
         app.router.add_post(PATH, self.handle)
@@ -83,30 +80,15 @@ class TelegramWebhook:
         except ValidationError as exc:
             fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
             return _error(400, f"not a Telegram Update: {', '.join(fields[:5])}")
-        task = asyncio.get_running_loop().create_task(self._events.process(update))
-        done, _ = await asyncio.wait({task}, timeout=self._budget)
-        if not done:
-            self._background.add(task)
-            task.add_done_callback(self._finished)
-            log.warning("telegram.webhook_slow", extra={"update": update.update_id})
-            return web.json_response({})
-        if (error := task.exception()) is not None:
+        try:
+            in_time = await self._work.run(self._events.process(update))
+        except Exception as error:
             log.error("telegram.webhook_failed", extra={"update": update.update_id}, exc_info=error)
             return _error(500, "retry")
+        if not in_time:
+            log.warning("telegram.webhook_slow", extra={"update": update.update_id})
         return web.json_response({})
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("telegram.webhook_failed_late", exc_info=error)
 
     async def aclose(self) -> None:
         """Let updates still being handled finish, up to `grace` seconds, then cancel them."""
-        if not self._background:
-            return
-        _, pending = await asyncio.wait(set(self._background), timeout=self._grace)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._work.aclose()

@@ -12,8 +12,6 @@ answers 500 so VK resends, and the resend is not mistaken for a duplicate.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 import logging
@@ -22,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from bots.vk.inbound import VKEvents
+from gateway.budget import Budget
 
 __all__ = ["PATH", "VKWebhook"]
 
@@ -49,9 +48,7 @@ class VKWebhook:
         self._events = events
         self._confirmation = confirmation
         self._secret = secret
-        self._budget = budget
-        self._grace = grace
-        self._background: set[asyncio.Task[None]] = set()
+        self._work = Budget("vk.webhook", budget=budget, grace=grace)
 
     def setup_routes(self, app: web.Application) -> None:
         app.router.add_post(PATH, self.handle)
@@ -83,34 +80,19 @@ class VKWebhook:
             return web.Response(text=self._confirmation, content_type="text/plain")
         if not isinstance(body.get("object"), dict):
             return _error(400, "`object` is missing")
-        task = asyncio.get_running_loop().create_task(self._events.process(body))
-        done, _ = await asyncio.wait({task}, timeout=self._budget)
-        if not done:
-            self._background.add(task)
-            task.add_done_callback(self._finished)
-            log.warning("vk.webhook_slow", extra={"event": body.get("event_id")})
-            return web.Response(text="ok", content_type="text/plain")
-        if (exc := task.exception()) is not None:
+        try:
+            in_time = await self._work.run(self._events.process(body))
+        except Exception as exc:
             log.error(
                 "vk.webhook_failed",
                 extra={"event": body.get("event_id"), "type": body["type"]},
                 exc_info=exc,
             )
             return web.Response(status=500, text="retry", content_type="text/plain")
+        if not in_time:
+            log.warning("vk.webhook_slow", extra={"event": body.get("event_id")})
         return web.Response(text="ok", content_type="text/plain")
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("vk.webhook_failed_late", exc_info=exc)
 
     async def aclose(self) -> None:
         """Let events still being handled finish, up to `grace` seconds, then cancel them."""
-        if not self._background:
-            return
-        _, pending = await asyncio.wait(set(self._background), timeout=self._grace)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._work.aclose()
