@@ -89,46 +89,19 @@ def attachments_of(message: Message) -> tuple[Attachment, ...]:
                 data={"width": largest.width, "height": largest.height},
             )
         )
-    if (doc := message.document) is not None:
+    for kind in ("document", "voice", "audio", "video"):
+        media = getattr(message, kind)
+        if media is None:
+            continue
+        duration = getattr(media, "duration", None)
         found.append(
             Attachment(
-                "document",
-                file_id=doc.file_id,
-                name=doc.file_name,
-                mime=doc.mime_type,
-                size=doc.file_size,
-            )
-        )
-    if (voice := message.voice) is not None:
-        found.append(
-            Attachment(
-                "voice",
-                file_id=voice.file_id,
-                mime=voice.mime_type,
-                size=voice.file_size,
-                data={"duration": voice.duration},
-            )
-        )
-    if (audio := message.audio) is not None:
-        found.append(
-            Attachment(
-                "audio",
-                file_id=audio.file_id,
-                name=audio.file_name,
-                mime=audio.mime_type,
-                size=audio.file_size,
-                data={"duration": audio.duration},
-            )
-        )
-    if (video := message.video) is not None:
-        found.append(
-            Attachment(
-                "video",
-                file_id=video.file_id,
-                name=video.file_name,
-                mime=video.mime_type,
-                size=video.file_size,
-                data={"duration": video.duration},
+                kind,
+                file_id=media.file_id,
+                name=getattr(media, "file_name", None),
+                mime=media.mime_type,
+                size=media.file_size,
+                data={"duration": duration} if duration is not None else {},
             )
         )
     if (sticker := message.sticker) is not None:
