@@ -158,6 +158,8 @@ class App:
                 cursors=Cursors(self.db),
             )
             self._add_channel(vk)
+        if settings.sms_provider:
+            self._add_sms(settings, settings.sms_provider)
         self.dialog = Dialog(load_script(settings.dialog_script or DEFAULT_SCRIPT))
         self.router.answer_with(
             bot=BotResponder(
@@ -177,6 +179,43 @@ class App:
                     vk_group_id=channels.vk_group_id,
                 ),
             )
+
+    def _add_sms(self, settings: Settings, provider: str) -> None:
+        from gateway.bridge.sms import make_sms_provider, setup_sms_routes
+
+        adapter = make_sms_provider(
+            provider,
+            public_url=settings.base_url,
+            region=settings.default_region,
+            max_segments=settings.sms_max_segments,
+            webhook_secret=settings.sms_webhook_secret,
+            kannel_url=settings.kannel_url,
+            kannel_username=settings.kannel_username,
+            kannel_password=settings.kannel_password,
+            kannel_from=settings.kannel_from,
+            kannel_dlr_mask=settings.kannel_dlr_mask,
+            smsru_api_id=settings.smsru_api_id,
+            smsru_from=settings.smsru_from,
+            smsru_api_url=settings.smsru_api_url,
+            twilio_account_sid=settings.twilio_account_sid,
+            twilio_auth_token=settings.twilio_auth_token,
+            twilio_from=settings.twilio_from,
+            twilio_api_url=settings.twilio_api_url,
+        )
+        self.outbox.register(adapter)
+        setup_sms_routes(
+            self.web,
+            provider=provider,
+            sink=self.router,
+            public_url=settings.base_url,
+            account=adapter.account,
+            auth_token=settings.twilio_auth_token,
+            region=settings.default_region,
+            webhook_secret=settings.sms_webhook_secret,
+            smsru_api_id=settings.smsru_api_id,
+        )
+        # Pushed before any service starts, so it closes after the outbox has stopped.
+        self._stack.push_async_callback(adapter.aclose)
 
     def _add_channel(self, bot: Channel) -> None:
         self.outbox.register(bot.adapter)

@@ -11,7 +11,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
@@ -19,6 +19,14 @@ __all__ = ["Settings", "SettingsError", "load_settings"]
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it."""
+
+
+# What each SMS provider cannot start without (make_sms_provider insists on the same).
+_SMS_REQUIRED: dict[str, tuple[str, ...]] = {
+    "kannel": ("kannel_url", "kannel_username", "kannel_password", "kannel_from"),
+    "smsru": ("smsru_api_id",),
+    "twilio": ("twilio_account_sid", "twilio_auth_token", "twilio_from"),
+}
 
 
 class Settings(BaseSettings):
@@ -62,6 +70,23 @@ class Settings(BaseSettings):
     vk_secret: str | None = None
     vk_confirmation: str | None = None
     vk_rate_per_s: float = Field(20, gt=0)
+
+    # SMS: one provider per process; its webhook is /webhooks/sms/<provider>.
+    sms_provider: Literal["kannel", "smsru", "twilio"] | None = None
+    kannel_url: str | None = None  # the smsbox sendsms URL, .../cgi-bin/sendsms
+    kannel_username: str | None = None
+    kannel_password: str | None = None
+    kannel_from: str | None = None
+    kannel_dlr_mask: int = Field(19, ge=0)
+    smsru_api_id: str | None = None
+    smsru_from: str | None = None
+    smsru_api_url: str = "https://sms.ru"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    sms_webhook_secret: str | None = None
+    sms_max_segments: int = Field(6, ge=1)
 
     @field_validator("default_region")
     @classmethod
@@ -107,6 +132,20 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _sms_provider_complete(self) -> Settings:
+        if self.sms_provider is not None:
+            missing = [
+                f"CHATGATE_{name.upper()}"
+                for name in _SMS_REQUIRED[self.sms_provider]
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(
+                    f"CHATGATE_SMS_PROVIDER={self.sms_provider} needs {', '.join(missing)}"
+                )
+        return self
+
     @cached_property
     def zone(self) -> ZoneInfo:
         """The company's own time zone (working hours, quiet hours default)."""
@@ -136,6 +175,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
+            if not error["loc"]:  # a check across settings names them itself
+                lines.append(str(error["ctx"]["error"]) if "ctx" in error else error["msg"])
+                continue
             name = "CHATGATE_" + "_".join(str(part) for part in error["loc"]).upper()
             lines.append(f"{name}: {error['msg']}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
