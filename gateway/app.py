@@ -160,6 +160,8 @@ class App:
             self._add_channel(vk)
         if settings.sms_provider:
             self._add_sms(settings, settings.sms_provider)
+        if settings.smtp_url or settings.smtp_listen:
+            self._add_email(settings)
         self.dialog = Dialog(load_script(settings.dialog_script or DEFAULT_SCRIPT))
         self.router.answer_with(
             bot=BotResponder(
@@ -216,6 +218,43 @@ class App:
         )
         # Pushed before any service starts, so it closes after the outbox has stopped.
         self._stack.push_async_callback(adapter.aclose)
+
+    def _add_email(self, settings: Settings) -> None:
+        from gateway.bridge.email import EmailAdapter, EmailEvents, SmtpReceiver
+
+        address, secret, domain = (
+            settings.email_address,
+            settings.email_secret,
+            settings.mail_domain,
+        )
+        # The settings' validator has made sure of these.
+        assert address is not None
+        assert secret is not None
+        assert domain is not None
+        if settings.smtp_url:
+            adapter = EmailAdapter(
+                smtp_url=settings.smtp_url,
+                from_addr=address,
+                domain=domain,
+                verp_secret=secret,
+                public_url=settings.base_url,
+            )
+            self.outbox.register(adapter)
+            self._stack.push_async_callback(adapter.aclose)
+        if settings.smtp_listen:
+            host, _, port = settings.smtp_listen.rpartition(":")
+            events = EmailEvents(
+                self.router, address, domain=domain, verp_secret=secret, own_addresses=[address]
+            )
+            self.services.append(
+                SmtpReceiver(
+                    events,
+                    host=host,
+                    port=int(port),
+                    accept_domain=domain,
+                    accept_addresses=[address],
+                )
+            )
 
     def _add_channel(self, bot: Channel) -> None:
         self.outbox.register(bot.adapter)

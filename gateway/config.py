@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     sms_webhook_secret: str | None = None
     sms_max_segments: int = Field(6, ge=1)
 
+    # Email: SMTP out through a relay, and/or a built-in SMTP receiver for the domain's MX.
+    email_address: str | None = None  # the company's address, e.g. support@shop.example
+    email_domain: str | None = None  # reply+/bounce+ addresses; the address's domain if unset
+    email_secret: str | None = None  # signs VERP bounce addresses and unsubscribe links
+    smtp_url: str | None = None  # smtp://, smtp+starttls:// or smtps://user:pass@host:port
+    smtp_listen: str | None = None  # host:port for the built-in receiver
+
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
@@ -145,6 +152,31 @@ class Settings(BaseSettings):
                     f"CHATGATE_SMS_PROVIDER={self.sms_provider} needs {', '.join(missing)}"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _email_complete(self) -> Settings:
+        if self.smtp_url or self.smtp_listen:
+            missing = [
+                f"CHATGATE_{name.upper()}"
+                for name in ("email_address", "email_secret")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"email (SMTP_URL / SMTP_LISTEN) needs {', '.join(missing)}")
+        if self.smtp_listen:
+            host, _, port = self.smtp_listen.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError("CHATGATE_SMTP_LISTEN must be host:port, e.g. 0.0.0.0:25")
+        return self
+
+    @property
+    def mail_domain(self) -> str | None:
+        """The domain of reply+/bounce+ addresses."""
+        if self.email_domain:
+            return self.email_domain.lower()
+        if self.email_address and "@" in self.email_address:
+            return self.email_address.rsplit("@", 1)[1].lower()
+        return None
 
     @cached_property
     def zone(self) -> ZoneInfo:

@@ -17,7 +17,7 @@ from gateway.bridge.email.bounces import parse_verp, verp_address
 from gateway.bridge.email.headers import header_text
 from gateway.bridge.email.parsing import parse_message
 from gateway.channels import Failure, Outbound, Sent
-from tests.bridge.email.conftest import FakeRelay
+from tests.fakes import FakeRelay
 
 SECRET = "verp-test-secret"
 PARENT = "<chatgate.1.Aa1Bb2Cc3Dd4@shop.example>"
