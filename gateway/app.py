@@ -123,8 +123,8 @@ class App:
         self.broker = make_broker(settings.redis_url)
         if settings.redis_url:
             self.health.add("broker", self.broker.ping)
-        self.router = Router(self.db, clock=self.clock)
         self.outbox = Outbox(self.db, self.broker, limits=_rate_limits(settings))
+        self.router = Router(self.db, clock=self.clock, outbox=self.outbox)
         self.services.append(self.outbox)
         self.sandbox: SandboxPlatforms | None = None
         channels = _ChannelSettings.from_settings(settings)

@@ -18,8 +18,9 @@ from sqlmodel import col
 
 from gateway.channels import Inbound, Signal
 from gateway.clock import Clock, SystemClock
-from gateway.outbox import Enqueued
+from gateway.outbox import Enqueued, Outbox, Target
 from storage.conversations import Conversations
+from storage.customers import ConsentIn, Customers
 from storage.db import Database
 from storage.identities import Identities
 from storage.inserts import insert
@@ -63,6 +64,10 @@ SIGNAL_TIME_FIELD = {
     "replied": "replied_at",
 }
 SEEN_WINDOW = timedelta(days=7)
+KEYWORD_REPLIES = {
+    "stop": "Вы отписались от рассылок. Чтобы снова получать их, отправьте START.",
+    "start": "Вы снова подписаны на рассылки. Чтобы отписаться, отправьте STOP.",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +107,11 @@ class BotAnswerer(Protocol):
 class Router:
     """Stores what arrives and passes it to the one who answers it."""
 
-    def __init__(self, db: Database, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, db: Database, *, clock: Clock | None = None, outbox: Outbox | None = None
+    ) -> None:
         self.db = db
+        self._outbox = outbox
         self.clock = clock or SystemClock()
         self._bot: BotAnswerer | None = None
         self._people: Answerer | None = None
@@ -152,13 +160,47 @@ class Router:
             if stored is None:
                 return
             arrival, conversation, customer = stored
+            keyword = message.meta.get("sms_keyword")
             # Out-of-office replies and the like are stored, never answered.
             answering = arrival.mode == ConversationMode.bot and not message.auto_reply
-            if self._bot is not None and answering:
+            if keyword in KEYWORD_REPLIES and self._outbox is not None:
+                # STOP/START work whoever owns the conversation, and are always confirmed.
+                staged = [await self._opt(session, arrival, str(keyword))]
+            elif self._bot is not None and answering:
                 staged = await self._bot.answer(session, arrival, conversation, customer)
-        if staged and self._bot is not None:
-            await self._bot.release(*staged)
+        releaser = self._outbox or self._bot
+        if staged and releaser is not None:
+            await releaser.release(*staged)
         await self.dispatch(arrival)
+
+    async def _opt(self, session: AsyncSession, arrival: Arrival, keyword: str) -> Enqueued:
+        """STOP withdraws marketing consent on the channel, START restores it; confirmed."""
+        assert self._outbox is not None
+        inbound = arrival.inbound
+        await Customers(session).set_consent(
+            arrival.customer_id,
+            ConsentIn(
+                channel=inbound.channel,
+                purpose="marketing",
+                granted=keyword == "start",
+                source=f"{inbound.channel} {keyword.upper()}",
+            ),
+        )
+        log.info("router.consent", extra={"customer": arrival.customer_id, "keyword": keyword})
+        return await self._outbox.stage(
+            session,
+            Target(
+                conversation_id=arrival.conversation_id,
+                customer_id=arrival.customer_id,
+                channel=inbound.channel,
+                account=inbound.account,
+                address=inbound.address,
+                identity_id=arrival.identity_id,
+            ),
+            text=KEYWORD_REPLIES[keyword],
+            author=Author.system,
+            purpose="transactional",
+        )
 
     async def store(self, message: Inbound) -> Arrival | None:
         """Store the message in the customer's conversation; None for a duplicate."""

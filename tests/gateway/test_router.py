@@ -18,12 +18,12 @@ from gateway.clock import FakeClock
 from gateway.outbox import Outbox
 from gateway.router import Router
 from storage.db import Database
-from storage.models import Delivery, Message
+from storage.models import Consent, Delivery, Message
 
 
 def _router(db: Database, dialog: Dialog) -> tuple[Router, Outbox]:
     outbox = Outbox(db, MemoryBroker())
-    router = Router(db, clock=FakeClock())
+    router = Router(db, clock=FakeClock(), outbox=outbox)
     router.answer_with(bot=BotResponder(db, outbox, dialog, clock=FakeClock()))
     return router, outbox
 
@@ -81,3 +81,38 @@ async def test_a_failing_dialog_never_loses_the_customers_message(
     messages = await _rows(sqlite_database, Message)
     assert [(m.text, m.direction) for m in messages] == [("есть кто?", "in")]
     assert await _rows(sqlite_database, Delivery) == []
+
+
+async def test_sms_stop_withdraws_marketing_consent_and_is_confirmed(database: Database) -> None:
+    router, _ = _router(database, Dialog(load_script(DEFAULT_SCRIPT)))
+    sms = Inbound(
+        channel="sms",
+        account="+70000000000",
+        address="+79161234567",
+        text="СТОП",
+        external_id="sms-1",
+        meta={"sms_keyword": "stop"},
+    )
+    await router.inbound(sms)
+    consents = await _rows_by(database, Consent)
+    assert [(c.channel, c.purpose, c.granted) for c in consents] == [("sms", "marketing", False)]
+    replies = [m for m in await _rows(database, Message) if m.direction == "out"]
+    assert [m.author for m in replies] == ["system"]  # a confirmation, not the bot's menu
+    assert "START" in replies[0].text
+
+    start = Inbound(
+        channel="sms",
+        account="+70000000000",
+        address="+79161234567",
+        text="START",
+        external_id="sms-2",
+        meta={"sms_keyword": "start"},
+    )
+    await router.inbound(start)
+    consents = await _rows_by(database, Consent)
+    assert [(c.channel, c.purpose, c.granted) for c in consents] == [("sms", "marketing", True)]
+
+
+async def _rows_by(db: Database, model: Any) -> list[Any]:
+    async with db.session() as session:
+        return list(await session.scalars(sa.select(model)))
