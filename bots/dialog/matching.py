@@ -90,6 +90,14 @@ PERSON_WORDS = (
 )  # fmt: skip
 
 
+# Words that also mean a count or a role in ordinary sentences.
+AMBIGUOUS_PERSON_WORDS = frozenset({"человек", "person", "human", "agent"})
+REQUEST_CUES = (
+    "позовите", "позвать", "позови", "нужен", "нужна", "хочу", "дайте", "соедините",
+    "свяжите", "живой", "живым", "talk", "speak", "want", "need", "connect", "real",
+)  # fmt: skip
+
+
 def normalise(text: str) -> str:
     """Lower case, ё→е, words only, Latin look-alikes fixed inside Cyrillic words."""
     words = []
@@ -129,11 +137,19 @@ def _similar(a: str, b: str) -> float:
 
 
 def asks_for_person(text: str, extra: Iterable[str] = ()) -> bool:
-    """Whether the customer asks for a human ("позовите оператора", "real person")."""
+    """Whether the customer asks for a human ("позовите оператора", "real person").
+
+    "Человек" or "person" alone is a request only in a short message or next to a
+    request ("позовите", "нужен", "talk to"): "на сколько человек этот торт?" is not.
+    """
     words = normalise(text).split()
     for phrase in (*PERSON_WORDS, *extra):
         wanted = normalise(phrase).split()
-        if wanted and all(any(_same_word(w, want) for w in words) for want in wanted):
+        if not wanted or not all(any(_same_word(w, want) for w in words) for want in wanted):
+            continue
+        if wanted[0] not in AMBIGUOUS_PERSON_WORDS or len(wanted) > 1:
+            return True
+        if len(words) <= 2 or any(_same_word(w, cue) for w in words for cue in REQUEST_CUES):
             return True
     return False
 

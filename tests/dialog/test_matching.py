@@ -61,6 +61,13 @@ def test_match(text: str, target: str | None) -> None:
         ("доставка", False),
         ("personal data", False),
         ("спасибо", False),
+        ("человек", True),
+        ("нужен человек", True),
+        ("Позовите человека!", True),
+        ("talk to a person", True),
+        ("на сколько человек этот торт?", False),
+        ("сколько человек наестся этим тортом", False),
+        ("is this cake enough for one person", False),
     ],
 )
 def test_asks_for_person(text: str, asks: bool) -> None:
