@@ -28,6 +28,7 @@ from gateway.outbox import Outbox
 from gateway.router import Router
 from gateway.sandbox.console import ConsoleConfig, setup_console
 from gateway.sandbox.platforms import SandboxPlatforms
+from gateway.tracking import setup_tracking
 from storage.cursors import Cursors
 from storage.db import Database
 from storage.migrate import alembic_config, upgrade
@@ -162,6 +163,16 @@ class App:
             self._add_sms(settings, settings.sms_provider)
         if settings.smtp_url or settings.smtp_listen:
             self._add_email(settings)
+        if settings.email_secret:
+            # Open pixel, signed click redirects and unsubscribe pages; the email
+            # adapter signs its List-Unsubscribe links with the same secret.
+            setup_tracking(
+                self.web,
+                db=self.db,
+                sink=self.router,
+                secret=settings.email_secret,
+                clock=self.clock,
+            )
         self.dialog = Dialog(load_script(settings.dialog_script or DEFAULT_SCRIPT))
         self.router.answer_with(
             bot=BotResponder(

@@ -7,6 +7,7 @@ from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
 
+import aiohttp
 import aiosmtplib
 import sqlalchemy as sa
 from sqlmodel import col
@@ -65,5 +66,31 @@ async def _ask_and_get_answer(tmp_path: Path, relay: FakeRelay) -> None:
         assert identity is not None
         assert identity.address == "maria@example.org"
         assert any(m.direction == "out" and m.channel == "email" for m in stored)
+    finally:
+        await app.aclose()
+
+
+async def test_marketing_unsubscribe_link_is_served_by_the_app(tmp_path: Path) -> None:
+    from gateway.bridge.email import unsubscribe_token
+
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'unsub.db'}",
+        http_port=free_port(),
+        sandbox=False,
+        api_key="k",
+        email_address="support@shop.example",
+        email_secret="mail-secret",
+        smtp_listen=f"127.0.0.1:{free_port()}",
+    )
+    app = App(settings)
+    await app.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            token = unsubscribe_token(12345, "mail-secret")
+            async with http.get(f"{app.url}/unsubscribe/{token}") as response:
+                assert response.status == 404  # signed, but no such delivery
+            async with http.get(f"{app.url}/t/o/garbage") as response:
+                assert response.status == 200
+                assert response.content_type == "image/gif"
     finally:
         await app.aclose()
