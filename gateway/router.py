@@ -239,7 +239,7 @@ class Router:
                 external_id=message.external_id,
                 attachments=[a.as_json() for a in message.attachments],
                 meta=_meta(message),
-                kind="button" if message.button is not None and not message.text else "text",
+                kind="button" if message.button is not None else "text",
                 sent_at=message.sent_at,
             )
         )

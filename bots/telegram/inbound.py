@@ -74,6 +74,16 @@ def _full_name(user: User | None) -> str | None:
     return user.full_name if user is not None else None
 
 
+def _pressed_label(message: object, data: str) -> str:
+    """The label of the pressed button, so the history reads "Доставка", not a payload."""
+    markup = getattr(message, "reply_markup", None)
+    for row in getattr(markup, "inline_keyboard", None) or ():
+        for button in row:
+            if button.callback_data == data:
+                return str(button.text)
+    return ""
+
+
 def attachments_of(message: Message) -> tuple[Attachment, ...]:
     """Our Attachments for what a message carries besides text."""
     found: list[Attachment] = []
@@ -241,7 +251,7 @@ class TelegramEvents:
                 channel=CHANNEL,
                 account=self.account,
                 address=str(address),
-                text="",
+                text=_pressed_label(message, query.data),
                 external_id=f"cb:{query.id}",
                 name=_full_name(query.from_user),
                 username=query.from_user.username,

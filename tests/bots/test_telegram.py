@@ -324,7 +324,7 @@ async def test_button_press_is_answered_and_handed_over(
     await until(lambda: len(sink.inbounds) == 2)
     press = sink.inbounds[1]
     assert press.button == "menu:delivery"
-    assert press.text == ""
+    assert press.text == "Доставка"  # the label the person saw, for the history
     assert press.external_id == f"cb:{query_id}"
     assert press.address == str(USER)
     assert press.meta["message"] == result.external_id
