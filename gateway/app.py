@@ -132,7 +132,10 @@ class App:
         if settings.sandbox_enabled:
             self.sandbox = SandboxPlatforms()
             self.sandbox.mount(self.web)
-            channels = _ChannelSettings.for_sandbox(self.sandbox, settings.base_url)
+            # The bots reach the in-process emulators locally, whatever PUBLIC_URL says.
+            host = settings.http_host if settings.http_host not in {"0.0.0.0", "::", ""} else None
+            local = f"http://{host or '127.0.0.1'}:{settings.http_port}"
+            channels = _ChannelSettings.for_sandbox(self.sandbox, local)
         if channels.telegram_token:
             from bots.telegram import TelegramBot
 
