@@ -131,8 +131,13 @@ class Router:
         self._observers.append(observer)
 
     async def seen(self, source: str, key: str) -> bool:
-        async with self.db.session() as session:
-            found = await session.get(SeenUpdate, (source, key[:200]))
+        # A plain read: no ORM session, and no turn in SQLite's one-writer queue.
+        async with self.db.engine.connect() as conn:
+            found = await conn.scalar(
+                sa.select(sa.literal(1)).where(
+                    col(SeenUpdate.source) == source, col(SeenUpdate.key) == key[:200]
+                )
+            )
         return found is not None
 
     async def first_seen(self, source: str, key: str) -> bool:
