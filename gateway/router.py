@@ -84,6 +84,17 @@ class Arrival:
     dialog_state: dict[str, Any]
     customer_name: str | None
 
+    def reply_target(self) -> Target:
+        """Where an answer goes: back to the identity the message came from."""
+        return Target(
+            conversation_id=self.conversation_id,
+            customer_id=self.customer_id,
+            channel=self.inbound.channel,
+            account=self.inbound.account,
+            address=self.inbound.address,
+            identity_id=self.identity_id,
+        )
+
 
 Answerer = Callable[[Arrival], Awaitable[None]]
 
@@ -194,14 +205,7 @@ class Router:
         log.info("router.consent", extra={"customer": arrival.customer_id, "keyword": keyword})
         return await self._outbox.stage(
             session,
-            Target(
-                conversation_id=arrival.conversation_id,
-                customer_id=arrival.customer_id,
-                channel=inbound.channel,
-                account=inbound.account,
-                address=inbound.address,
-                identity_id=arrival.identity_id,
-            ),
+            arrival.reply_target(),
             text=KEYWORD_REPLIES[keyword],
             author=Author.system,
             purpose="transactional",

@@ -112,14 +112,7 @@ class BotResponder:
         for action in result.actions:
             messages += await self._act(session, conversation, customer, action)
         await Conversations(session).update(conversation, dialog_state=result.state)
-        target = Target(
-            conversation_id=arrival.conversation_id,
-            customer_id=arrival.customer_id,
-            channel=inbound.channel,
-            account=inbound.account,
-            address=inbound.address,
-            identity_id=arrival.identity_id,
-        )
+        target = arrival.reply_target()
         return [
             await self.replies.stage(
                 session,
