@@ -8,6 +8,7 @@ Locally a missing server skips those tests with a loud reason; with
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,24 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("CHATGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("CHATGATE_REQUIRE_SERVICES") == "1"
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on, never one this run handed out before.
+
+    The kernel may give a just-released port again; two of them in one test would
+    collide once both servers start.
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def service_missing(name: str, error: BaseException) -> None:

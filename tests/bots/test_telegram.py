@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from bots.telegram.render import RenderError, callback_data
 from bots.telegram.webhook import PATH, SECRET_HEADER
 from gateway.channels import Attachment, Button, Failure, Outbound, Sent
 from gateway.sandbox.telegram import TelegramEmulator, TelegramLimits, WebhookPolicy
+from tests.conftest import free_port
 from tests.fakes import RecordingSink
 
 BOT_ID = 777001
@@ -46,13 +46,6 @@ async def settle(seconds: float = 0.3) -> None:
 def last_update_id(emu: TelegramEmulator) -> int:
     update_id: int = emu.bot(BOT_ID).updates.history[-1]["update_id"]
     return update_id
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

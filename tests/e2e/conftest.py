@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,15 +15,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from gateway.app import App
 from gateway.config import load_settings
 from storage.migrate import upgrade
-from tests.conftest import POSTGRES_URL, service_missing
+from tests.conftest import POSTGRES_URL, free_port, service_missing
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def eventually(probe: Callable[[], T | None], *, within: float = 15.0) -> T:

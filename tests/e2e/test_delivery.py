@@ -14,7 +14,8 @@ from gateway.app import App
 from gateway.config import load_settings
 from gateway.sandbox.telegram import TelegramEmulator, TelegramLimits
 from storage.models import Delivery, Identity, Message
-from tests.e2e.conftest import eventually, free_port
+from tests.conftest import free_port
+from tests.e2e.conftest import eventually
 
 
 async def _count(app: App, text: str) -> int:

@@ -15,7 +15,8 @@ from sqlmodel import col
 from gateway.app import App
 from gateway.config import load_settings
 from storage.models import Identity, Message
-from tests.e2e.conftest import eventually, free_port
+from tests.conftest import free_port
+from tests.e2e.conftest import eventually
 from tests.fakes import FakeRelay, relay_server
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import aiohttp
 
@@ -10,7 +11,7 @@ from gateway.app import App
 from tests.e2e.conftest import eventually
 
 
-def _texts(messages: list[object]) -> list[str]:
+def _texts(messages: Sequence[object]) -> list[str]:
     return [getattr(m, "text", None) or getattr(m, "caption", None) or "" for m in messages]
 
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,15 +16,9 @@ import pytest
 from gateway.app import App, NotMigrated
 from gateway.config import load_settings
 from gateway.health import Health
-from tests.conftest import POSTGRES_URL, service_missing
+from tests.conftest import POSTGRES_URL, free_port, service_missing
 
 CHATGATE = [sys.executable, "-m", "gateway.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -55,7 +48,7 @@ def test_malformed_setting_stops_start_naming_it(tmp_path: Path) -> None:
 
 
 async def test_run_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = _env(tmp_path, CHATGATE_HTTP_PORT=str(port), CHATGATE_LOG_JSON="1")
     process = await asyncio.create_subprocess_exec(
         *CHATGATE,
@@ -107,7 +100,7 @@ async def test_health_reports_a_dead_dependency_with_503() -> None:
 
 
 async def test_healthz_is_503_when_the_database_is_gone(tmp_path: Path) -> None:
-    closed = _free_port()
+    closed = free_port()
     settings = load_settings(
         database_url=f"postgresql+asyncpg://nobody@127.0.0.1:{closed}/none",
         http_port=0,

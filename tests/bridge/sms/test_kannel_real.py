@@ -26,8 +26,7 @@ from gateway.app import App
 from gateway.config import load_settings
 from gateway.outbox import Target
 from storage.models import Delivery, Direction, Message
-from tests.conftest import service_missing
-from tests.e2e.conftest import free_port
+from tests.conftest import free_port, service_missing
 
 T = TypeVar("T")
 
