@@ -81,8 +81,6 @@ class Arrival:
     message_id: int
     mode: str
     first_contact: bool
-    dialog_state: dict[str, Any]
-    customer_name: str | None
 
     def reply_target(self) -> Target:
         """Where an answer goes: back to the identity the message came from."""
@@ -211,12 +209,6 @@ class Router:
             purpose="transactional",
         )
 
-    async def store(self, message: Inbound) -> Arrival | None:
-        """Store the message in the customer's conversation; None for a duplicate."""
-        async with self.db.session() as session:
-            stored = await self._store(session, message)
-        return None if stored is None else stored[0]
-
     async def _store(
         self, session: AsyncSession, message: Inbound
     ) -> tuple[Arrival, Conversation, Customer] | None:
@@ -266,8 +258,6 @@ class Router:
             message_id=stored.id,
             mode=conversation.mode,
             first_contact=first_contact,
-            dialog_state=dict(conversation.dialog_state),
-            customer_name=customer.name,
         )
         return arrival, conversation, customer
 
@@ -435,8 +425,3 @@ async def _guarded(callback: Answerer, arrival: Arrival, role: str) -> None:
             "router.answer_failed",
             extra={"role": role, "conversation": arrival.conversation_id},
         )
-
-
-def customer_label(customer: Customer) -> str:
-    """How a customer is named in logs and topic titles."""
-    return customer.name or customer.phone or customer.email or f"customer {customer.id}"

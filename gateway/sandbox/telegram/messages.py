@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from typing import Any
 
 from gateway.sandbox.telegram.errors import bad_request, too_many_requests
@@ -124,38 +125,36 @@ def document(stored: StoredFile) -> dict[str, Any]:
 
 async def send_photo(world: World, bot: BotAccount, p: Params) -> Any:
     """sendPhoto."""
-    chat = world.writable_chat(bot, p.chat_id())
-    stored = _resolve_file(world, p.input_file("photo"), "photo")
-    caption, html, entities = _text(p, "caption", MAX_CAPTION)
-    message = _deliver(
-        world,
-        bot,
-        chat,
-        p,
-        "sendPhoto",
-        caption=caption or None,
-        html=html,
-        entities=entities,
-        content={"photo": photo_sizes(stored)},
-    )
-    return message.to_dict()
+    return _send_file(world, bot, p, "photo", "sendPhoto", photo_sizes)
 
 
 async def send_document(world: World, bot: BotAccount, p: Params) -> Any:
     """sendDocument."""
+    return _send_file(world, bot, p, "document", "sendDocument", document)
+
+
+def _send_file(
+    world: World,
+    bot: BotAccount,
+    p: Params,
+    kind: str,
+    method: str,
+    describe: Callable[[Any], Any],
+) -> Any:
+    """A file with an optional caption, as sendPhoto and sendDocument take it."""
     chat = world.writable_chat(bot, p.chat_id())
-    stored = _resolve_file(world, p.input_file("document"), "document")
+    stored = _resolve_file(world, p.input_file(kind), kind)
     caption, html, entities = _text(p, "caption", MAX_CAPTION)
     message = _deliver(
         world,
         bot,
         chat,
         p,
-        "sendDocument",
+        method,
         caption=caption or None,
         html=html,
         entities=entities,
-        content={"document": document(stored)},
+        content={kind: describe(stored)},
     )
     return message.to_dict()
 
