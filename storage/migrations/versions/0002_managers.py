@@ -1,4 +1,4 @@
-"""managers and linking: tables and columns for issue 5 (linking channels, managers' group)
+"""managers: tables and columns for issue 5 (managers' group, hand-off)
 
 Revision ID: 0002
 Revises: 0001
