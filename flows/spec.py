@@ -1,0 +1,631 @@
+"""A flow file's shape (pydantic, with clear messages) and the program it compiles to.
+
+The YAML is validated by the `*Spec` models; `compile_flow` turns a valid spec into
+a `Flow` whose `program` is a flat tuple of frozen instructions. A run only keeps
+a `pc` into that tuple, so an `if` becomes a `Branch` (jump to `else_pc` when
+false) plus a `Jump` over the else part. `Flow.to_json()` is what a FlowVersion
+row stores, and `Flow.from_json()` gives back an equal `Flow`, so a run keeps
+interpreting the version it started with after the file changed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+__all__ = [
+    "CHANNELS",
+    "DEFAULT_STOP_ON",
+    "ENGAGEMENTS",
+    "FAILURES",
+    "Branch",
+    "Exit",
+    "Flow",
+    "FlowSpec",
+    "Goal",
+    "Instruction",
+    "Jump",
+    "Send",
+    "Split",
+    "Trigger",
+    "Wait",
+    "compile_flow",
+    "format_duration",
+    "parse_duration",
+]
+
+CHANNELS = ("email", "telegram", "vk", "sms")
+ENGAGEMENTS = ("delivered", "opened", "read", "clicked", "replied")
+FAILURES = ("failed", "bounced", "blocked")
+DEFAULT_STOP_ON: dict[str, frozenset[str]] = {
+    "email": frozenset({"clicked", "replied"}),
+    "telegram": frozenset({"read", "clicked", "replied"}),
+    "vk": frozenset({"read", "clicked", "replied"}),
+    "sms": frozenset({"delivered", "clicked", "replied"}),
+}
+STEP_KINDS = ("wait", "send", "if", "split", "goal", "exit")
+
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile(r"(\d+)\s*([wdhms])")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_EVENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+_PATH = re.compile(r"(event|customer)(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+# ---------------------------------------------------------------- values
+
+
+def parse_duration(value: object) -> timedelta:
+    """`30s`, `15m`, `1h`, `1d`, `1w` or combinations such as `1h30m`, largest unit first."""
+    text = value.strip() if isinstance(value, str) else ""
+    parts = _DURATION.findall(text)
+    ordered = [unit for _, unit in parts]
+    if (
+        not parts
+        or _DURATION.sub("", text).strip()
+        or ordered != sorted(set(ordered), key=lambda u: -_UNITS[u])
+    ):
+        raise ValueError(
+            f"{value!r} is not a duration (write 30s, 15m, 1h, 1d, 1w or combinations like 1h30m)"
+        )
+    seconds = sum(int(number) * _UNITS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is not a duration: it must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest text `parse_duration` reads back as `value`."""
+    seconds = int(value.total_seconds())
+    out = ""
+    for unit, size in _UNITS.items():
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out or "0s"
+
+
+def _local_time(value: object) -> time:
+    if isinstance(value, int):
+        # YAML 1.1 reads an unquoted 10:00 as the sexagesimal number 600.
+        raise ValueError('quote the time of day, e.g. until_local: "10:00"')
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(value).strip())
+    if not match:
+        raise ValueError(f'{value!r} is not a time of day (write HH:MM, e.g. "10:00")')
+    return time(int(match[1]), int(match[2]))
+
+
+def _channel(value: str) -> str:
+    if value not in CHANNELS:
+        raise ValueError(f"{value!r} is not a channel (one of {', '.join(CHANNELS)})")
+    return value
+
+
+def _engagement(value: str) -> str:
+    if value not in ENGAGEMENTS:
+        raise ValueError(
+            f"{value!r} is not an engagement to stop on (one of {', '.join(ENGAGEMENTS)})"
+        )
+    return value
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a name: lower-case letters, digits and _")
+    return value
+
+
+def _event(value: str) -> str:
+    if not _EVENT.fullmatch(value):
+        raise ValueError(f"{value!r} is not an event type: letters, digits, _ . : -")
+    return value
+
+
+def _path(value: str) -> str:
+    if not _PATH.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a context path such as event.data.starts_at or customer.x"
+        )
+    return value
+
+
+def _cron(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger  # only needed to validate
+
+    if len(value.split()) != 5:
+        raise ValueError(f"{value!r} is not a cron expression: give 5 fields (m h dom mon dow)")
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a cron expression: {exc}") from exc
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+ChannelName = Annotated[str, AfterValidator(_channel)]
+EventType = Annotated[str, AfterValidator(_event)]
+Name = Annotated[str, AfterValidator(_name)]
+
+
+# ---------------------------------------------------------------- the YAML
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WaitSpec(_Spec):
+    """`wait: 1h`, `wait: {until: event.data.x, before: 24h}` or `wait: {until_local: "10:00"}`."""
+
+    duration: Duration | None = None
+    until: Annotated[str, AfterValidator(_path)] | None = None
+    before: Duration | None = None
+    until_local: Annotated[time, BeforeValidator(_local_time)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        return {"duration": data} if isinstance(data, (str, int)) else data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WaitSpec:
+        kinds = [k for k in ("duration", "until", "until_local") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("wait for a duration, `until` a time in the context, or `until_local`")
+        if self.before is not None and self.until is None:
+            raise ValueError("`before` only goes with `until`")
+        return self
+
+
+class SendSpec(_Spec):
+    name: Name | None = None
+    template: str | dict[Name, str]
+    channels: list[ChannelName] = Field(min_length=1)
+    mode: Literal["until_engaged", "first_available"] = "until_engaged"
+    next_channel_after: Duration | None = None
+    stop_on: dict[ChannelName, list[Annotated[str, AfterValidator(_engagement)]]] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SendSpec:
+        twice = sorted({c for c in self.channels if self.channels.count(c) > 1})
+        if twice:
+            raise ValueError(f"channel {twice[0]!r} is listed twice")
+        if self.mode == "first_available" and self.next_channel_after is not None:
+            raise ValueError("next_channel_after only applies to mode until_engaged")
+        if self.mode == "until_engaged" and len(self.channels) > 1 and not self.next_channel_after:
+            raise ValueError("a cascade over several channels needs next_channel_after")
+        stray = [c for c in self.stop_on if c not in self.channels]
+        if stray:
+            raise ValueError(f"stop_on names {stray[0]!r}, which is not in channels")
+        return self
+
+
+class IfSpec(_Spec):
+    when: str = Field(min_length=1)
+    then: list[StepSpec] = Field(min_length=1)
+    else_: list[StepSpec] = Field(default_factory=list, alias="else")
+
+
+class SplitSpec(_Spec):
+    name: Name
+    variants: dict[Name, Annotated[int, Field(gt=0)]] = Field(min_length=2)
+    holdout: int = Field(default=0, ge=0, lt=100)
+
+
+class GoalSpec(_Spec):
+    event: EventType
+    within: Duration
+    exit: bool = True
+
+
+class StepSpec(_Spec):
+    """One step: a mapping with exactly one of wait, send, if, split, goal; or `exit`."""
+
+    wait: WaitSpec | None = None
+    send: SendSpec | None = None
+    if_: IfSpec | None = Field(default=None, alias="if")
+    split: SplitSpec | None = None
+    goal: GoalSpec | None = None
+    exit: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_exit(cls, data: Any) -> Any:
+        if data == "exit":
+            return {"exit": True}
+        if isinstance(data, str):
+            raise ValueError(f"unknown step {data!r}: a step is one of {', '.join(STEP_KINDS)}")
+        if isinstance(data, dict):
+            unknown = [k for k in data if k not in STEP_KINDS]
+            if unknown:
+                raise ValueError(
+                    f"unknown step {unknown[0]!r}: a step is one of {', '.join(STEP_KINDS)}"
+                )
+            if len(data) != 1:
+                raise ValueError(f"a step has exactly one of {', '.join(STEP_KINDS)}")
+        return data
+
+    @property
+    def kind(self) -> str:
+        for name in ("wait", "send", "split", "goal", "exit"):
+            if getattr(self, name) is not None:
+                return name
+        return "if"
+
+
+class TriggerSpec(_Spec):
+    event: EventType | None = None
+    schedule: Annotated[str, AfterValidator(_cron)] | None = None
+    segment: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> TriggerSpec:
+        if self.event is not None and (self.schedule or self.segment):
+            raise ValueError("an event trigger stands alone: drop schedule and segment")
+        if self.event is None and self.segment is None:
+            raise ValueError(
+                "give one trigger: event, schedule with segment, or segment (on entry)"
+            )
+        return self
+
+
+class CapsSpec(_Spec):
+    outcome: Literal["postpone", "skip", "next_channel"] = "postpone"
+
+
+class FlowSpec(_Spec):
+    """A whole flow file, as written."""
+
+    name: Name
+    description: str = ""
+    purpose: Literal["marketing", "transactional"] = "marketing"
+    priority: int = Field(default=50, ge=0, le=100)
+    trigger: TriggerSpec
+    key: str | None = None
+    cancel_on: list[EventType] = Field(default_factory=list)
+    goal: GoalSpec | None = None
+    caps: CapsSpec = Field(default_factory=CapsSpec)
+    sample: dict[str, Any] = Field(default_factory=dict)  # example event.data for checks
+    steps: list[StepSpec] = Field(min_length=1)
+
+
+IfSpec.model_rebuild()
+
+
+# ---------------------------------------------------------------- the program
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Sleep for `duration`, until `until - before`, or until the next local `until_local`."""
+
+    line: int
+    duration: timedelta | None = None
+    until: str | None = None
+    before: timedelta | None = None
+    until_local: time | None = None
+    kind: Literal["wait"] = "wait"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send `template` down `channels` in order; `stop_on` holds every channel's set."""
+
+    line: int
+    name: str
+    template: str | dict[str, str]
+    channels: tuple[str, ...]
+    mode: str
+    next_channel_after: timedelta | None
+    stop_on: dict[str, frozenset[str]]
+    kind: Literal["send"] = "send"
+
+    def template_for(self, variant: str | None) -> str:
+        """The template name for a run in `variant` (a holdout or no split: the first one)."""
+        if isinstance(self.template, str):
+            return self.template
+        if variant is not None and variant in self.template:
+            return self.template[variant]
+        return next(iter(self.template.values()))
+
+    def templates(self) -> tuple[str, ...]:
+        """Every template this send may use."""
+        if isinstance(self.template, str):
+            return (self.template,)
+        return tuple(dict.fromkeys(self.template.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """Evaluate the segment expression `when` for the customer; false jumps to `else_pc`."""
+
+    line: int
+    when: str
+    else_pc: int
+    kind: Literal["branch"] = "branch"
+
+
+@dataclass(frozen=True, slots=True)
+class Jump:
+    line: int
+    pc: int
+    kind: Literal["jump"] = "jump"
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Assign a sticky variant by weight; `holdout` percent of customers get nothing."""
+
+    line: int
+    name: str
+    variants: dict[str, int]
+    holdout: int = 0
+    kind: Literal["split"] = "split"
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """An `event` within `within` counts as a conversion; `exit` ends the run on it."""
+
+    line: int
+    event: str
+    within: timedelta
+    exit: bool = True
+    kind: Literal["goal"] = "goal"
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    line: int
+    kind: Literal["exit"] = "exit"
+
+
+Instruction = Wait | Send | Branch | Jump | Split | Goal | Exit
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    event: str | None = None
+    schedule: str | None = None
+    segment: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A compiled flow: what a run interprets, pinned to `version`."""
+
+    name: str
+    description: str
+    purpose: str
+    priority: int
+    trigger: Trigger
+    cancel_on: frozenset[str]
+    goal: Goal | None
+    caps_outcome: str
+    program: tuple[Instruction, ...]
+    version: str
+    source: str
+    path: str
+    sample: dict[str, Any] = field(default_factory=dict)
+
+    def sends(self) -> tuple[Send, ...]:
+        return tuple(i for i in self.program if isinstance(i, Send))
+
+    def split(self) -> Split | None:
+        return next((i for i in self.program if isinstance(i, Split)), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (durations in seconds, times as HH:MM) that `from_json` reads back."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "purpose": self.purpose,
+            "priority": self.priority,
+            "trigger": {
+                "event": self.trigger.event,
+                "schedule": self.trigger.schedule,
+                "segment": self.trigger.segment,
+                "key": self.trigger.key,
+            },
+            "cancel_on": sorted(self.cancel_on),
+            "goal": _instruction_json(self.goal) if self.goal else None,
+            "caps_outcome": self.caps_outcome,
+            "program": [_instruction_json(i) for i in self.program],
+            "version": self.version,
+            "source": self.source,
+            "path": self.path,
+            "sample": self.sample,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Flow:
+        goal = _instruction(data["goal"]) if data.get("goal") else None
+        assert goal is None or isinstance(goal, Goal)
+        return cls(
+            name=data["name"],
+            description=data["description"],
+            purpose=data["purpose"],
+            priority=data["priority"],
+            trigger=Trigger(**data["trigger"]),
+            cancel_on=frozenset(data["cancel_on"]),
+            goal=goal,
+            caps_outcome=data["caps_outcome"],
+            program=tuple(_instruction(i) for i in data["program"]),
+            version=data["version"],
+            source=data["source"],
+            path=data["path"],
+            sample=data.get("sample", {}),
+        )
+
+
+def _seconds(value: timedelta | None) -> int | None:
+    return None if value is None else int(value.total_seconds())
+
+
+def _delta(value: int | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
+
+
+def _instruction_json(i: Instruction) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": i.kind, "line": i.line}
+    if isinstance(i, Wait):
+        out |= {
+            "duration": _seconds(i.duration),
+            "until": i.until,
+            "before": _seconds(i.before),
+            "until_local": i.until_local.strftime("%H:%M") if i.until_local else None,
+        }
+    elif isinstance(i, Send):
+        out |= {
+            "name": i.name,
+            "template": i.template if isinstance(i.template, str) else dict(i.template),
+            "channels": list(i.channels),
+            "mode": i.mode,
+            "next_channel_after": _seconds(i.next_channel_after),
+            "stop_on": {c: sorted(kinds) for c, kinds in i.stop_on.items()},
+        }
+    elif isinstance(i, Branch):
+        out |= {"when": i.when, "else_pc": i.else_pc}
+    elif isinstance(i, Jump):
+        out |= {"pc": i.pc}
+    elif isinstance(i, Split):
+        out |= {"name": i.name, "variants": dict(i.variants), "holdout": i.holdout}
+    elif isinstance(i, Goal):
+        out |= {"event": i.event, "within": _seconds(i.within), "exit": i.exit}
+    return out
+
+
+def _instruction(data: dict[str, Any]) -> Instruction:
+    kind, line = data["kind"], data["line"]
+    if kind == "wait":
+        local = data["until_local"]
+        return Wait(
+            line,
+            _delta(data["duration"]),
+            data["until"],
+            _delta(data["before"]),
+            time.fromisoformat(local) if local else None,
+        )
+    if kind == "send":
+        return Send(
+            line,
+            data["name"],
+            data["template"],
+            tuple(data["channels"]),
+            data["mode"],
+            _delta(data["next_channel_after"]),
+            {c: frozenset(kinds) for c, kinds in data["stop_on"].items()},
+        )
+    if kind == "branch":
+        return Branch(line, data["when"], data["else_pc"])
+    if kind == "jump":
+        return Jump(line, data["pc"])
+    if kind == "split":
+        return Split(line, data["name"], dict(data["variants"]), data["holdout"])
+    if kind == "goal":
+        return Goal(line, data["event"], timedelta(seconds=data["within"]), data["exit"])
+    if kind == "exit":
+        return Exit(line)
+    raise ValueError(f"unknown instruction kind {kind!r}")
+
+
+# ---------------------------------------------------------------- compiling
+
+
+Lines = dict[tuple[str | int, ...], int]
+
+
+def compile_flow(
+    spec: FlowSpec, *, version: str, source: str, path: str, lines: Lines | None = None
+) -> Flow:
+    """The program for a validated spec; `lines` maps document paths to lines."""
+    where = lines or {}
+    program: list[Instruction] = []
+    sends = 0
+
+    def line_of(loc: tuple[str | int, ...]) -> int:
+        return where.get(loc, 0)
+
+    def emit(steps: list[StepSpec], base: tuple[str | int, ...]) -> None:
+        nonlocal sends
+        for index, step in enumerate(steps):
+            loc = (*base, index)
+            line = line_of(loc)
+            if step.wait is not None:
+                w = step.wait
+                program.append(Wait(line, w.duration, w.until, w.before, w.until_local))
+            elif step.send is not None:
+                sends += 1
+                s = step.send
+                stop_on = {
+                    channel: frozenset(s.stop_on[channel])
+                    if channel in s.stop_on
+                    else DEFAULT_STOP_ON[channel]
+                    for channel in s.channels
+                }
+                template = s.template if isinstance(s.template, str) else dict(s.template)
+                program.append(
+                    Send(
+                        line,
+                        s.name or f"send_{sends}",
+                        template,
+                        tuple(s.channels),
+                        s.mode,
+                        s.next_channel_after,
+                        stop_on,
+                    )
+                )
+            elif step.if_ is not None:
+                branch_at = len(program)
+                program.append(Branch(line, step.if_.when, -1))
+                emit(step.if_.then, (*loc, "if", "then"))
+                if step.if_.else_:
+                    jump_at = len(program)
+                    program.append(Jump(line, -1))
+                    program[branch_at] = Branch(line, step.if_.when, len(program))
+                    emit(step.if_.else_, (*loc, "if", "else"))
+                    program[jump_at] = Jump(line, len(program))
+                else:
+                    program[branch_at] = Branch(line, step.if_.when, len(program))
+            elif step.split is not None:
+                sp = step.split
+                program.append(Split(line, sp.name, dict(sp.variants), sp.holdout))
+            elif step.goal is not None:
+                g = step.goal
+                program.append(Goal(line, g.event, g.within, g.exit))
+            else:
+                program.append(Exit(line))
+
+    emit(spec.steps, ("steps",))
+    goal = None
+    if spec.goal is not None:
+        goal = Goal(line_of(("goal",)), spec.goal.event, spec.goal.within, spec.goal.exit)
+    return Flow(
+        name=spec.name,
+        description=spec.description,
+        purpose=spec.purpose,
+        priority=spec.priority,
+        trigger=Trigger(spec.trigger.event, spec.trigger.schedule, spec.trigger.segment, spec.key),
+        cancel_on=frozenset(spec.cancel_on),
+        goal=goal,
+        caps_outcome=spec.caps.outcome,
+        program=tuple(program),
+        version=version,
+        source=source,
+        path=path,
+        sample=dict(spec.sample),
+    )
