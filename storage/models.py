@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,10 +22,12 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "Author",
+    "Broadcast",
     "Channel",
     "Consent",
     "Conversation",
     "ConversationMode",
+    "Conversion",
     "Cursor",
     "Customer",
     "CustomerTag",
@@ -32,6 +35,9 @@ __all__ = [
     "DeliveryStatus",
     "Direction",
     "Event",
+    "FlowRun",
+    "FlowStep",
+    "FlowVersion",
     "Identity",
     "LinkToken",
     "Manager",
@@ -388,3 +394,114 @@ class Cursor(SQLModel, table=True):
     name: str = Field(sa_column=sa.Column(sa.String(100), primary_key=True))
     value: str = Field(max_length=200)
     updated_at: datetime = _time(now=True)
+
+
+# --- Flows (issue 6): versions, runs, their steps, conversions, broadcasts ---------
+
+
+class FlowVersion(SQLModel, table=True):
+    """One compiled version of a flow file, kept so a run reads the version it started on."""
+
+    __tablename__ = "flow_version"
+    __table_args__ = (sa.UniqueConstraint("flow_name", "version", name="uq_flow_version"),)
+
+    id: int | None = _id()
+    flow_name: str = Field(max_length=100)
+    version: str = Field(max_length=64)
+    definition: dict[str, Any] = _json(dict)  # Flow.to_json()
+    created_at: datetime = _time(now=True)
+
+
+class Broadcast(SQLModel, table=True):
+    """A flow started for a whole segment, planned in batches by customer id."""
+
+    __tablename__ = "broadcast"
+
+    id: int | None = _id()
+    name: str = Field(max_length=200)
+    flow_name: str = Field(max_length=100)
+    segment: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False, default=""))
+    status: str = Field(default="planning", max_length=16)  # planning running paused cancelled done
+    planned: int = 0
+    total: int | None = None
+    cursor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True))
+    created_at: datetime = _time(now=True)
+    updated_at: datetime = _time(now=True)
+    finished_at: datetime | None = _time()
+
+
+class FlowRun(SQLModel, table=True):
+    """One customer going through one flow: where they are, and when to look again.
+
+    `pc` indexes the flow version's program; `pending` is the cascade in progress
+    ({"step", "channel_index", "message_ids", "delivery_ids", "since"}); `goal` is the
+    open goal window ({"event", "until", "exit"}).
+    """
+
+    __tablename__ = "flow_run"
+    __table_args__ = (
+        sa.UniqueConstraint("flow_name", "customer_id", "trigger_key", name="uq_flow_run_trigger"),
+        sa.Index("ix_flow_run_due", "status", "next_at"),
+    )
+
+    id: int | None = _id()
+    flow_name: str = Field(max_length=100)
+    version: str = Field(max_length=64)
+    customer_id: int = _fk("customer.id")
+    trigger_key: str = Field(max_length=200)
+    status: str = Field(default="active", max_length=16)
+    pc: int = 0
+    next_at: datetime | None = _time()
+    context: dict[str, Any] = _json(dict)
+    variant: str | None = Field(default=None, max_length=50)
+    holdout: bool = False
+    pending: dict[str, Any] = _json(dict)
+    goal: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON(), nullable=True))
+    broadcast_id: int | None = _fk("broadcast.id", nullable=True)
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claimed_until: datetime | None = _time()
+    started_at: datetime = _time(now=True)
+    updated_at: datetime = _time(now=True)
+    ended_at: datetime | None = _time()
+    end_reason: str | None = Field(default=None, max_length=200)
+
+
+class FlowStep(SQLModel, table=True):
+    """What happened at one step of a run, with the reason: sent, skipped, postponed, ..."""
+
+    __tablename__ = "flow_step"
+
+    id: int | None = _id()
+    run_id: int = _fk("flow_run.id")
+    flow_name: str = Field(max_length=100, index=True)
+    step: str = Field(max_length=100)
+    channel: str | None = Field(default=None, max_length=16)
+    variant: str | None = Field(default=None, max_length=50)
+    outcome: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=500)
+    delivery_id: int | None = _fk("delivery.id", nullable=True)
+    message_id: int | None = _fk("message.id", nullable=True, index=False)
+    at: datetime = _time(now=True)
+
+
+class Conversion(SQLModel, table=True):
+    """A run's goal reached: the one conversion of that run, credited to one message."""
+
+    __tablename__ = "conversion"
+
+    id: int | None = _id()
+    run_id: int = Field(
+        default=None,
+        sa_column=sa.Column(BigID, sa.ForeignKey("flow_run.id"), nullable=False, unique=True),
+    )
+    flow_name: str = Field(max_length=100, index=True)
+    step: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=16)
+    variant: str | None = Field(default=None, max_length=50)
+    delivery_id: int | None = _fk("delivery.id", nullable=True, index=False)
+    event_id: int = _fk("event.id", index=False)
+    amount: Decimal | None = Field(
+        default=None, sa_column=sa.Column(sa.Numeric(18, 4), nullable=True)
+    )
+    currency: str | None = Field(default=None, max_length=3)
+    at: datetime = _time(now=True)
