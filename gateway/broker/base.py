@@ -67,9 +67,13 @@ class Broker(Protocol):
 
     # --- locks: `try_lock` is held by this broker instance (re-entrant, a second
     # call renews the TTL); `lock()` is exclusive even between tasks of one process.
-    async def try_lock(self, name: str, ttl_s: float) -> bool: ...
+    # `holder` names a contender of its own (a leader lease: SET NX PX, renewed by
+    # calling again), so two contenders sharing one broker still exclude each other.
+    async def try_lock(self, name: str, ttl_s: float, *, holder: str | None = None) -> bool: ...
 
-    async def release(self, name: str) -> None: ...
+    async def release(self, name: str, *, holder: str | None = None) -> None:
+        """Let go of `name` if `holder` (default: this broker) holds it; else nothing."""
+        ...
 
     def lock(
         self, name: str, ttl_s: float, *, wait_s: float | None = None

@@ -180,11 +180,11 @@ class MemoryBroker:
         if held is not None and held[0] == token:
             del self._locks[name]
 
-    async def try_lock(self, name: str, ttl_s: float) -> bool:
-        return self._acquire(name, self._owner, ttl_s)
+    async def try_lock(self, name: str, ttl_s: float, *, holder: str | None = None) -> bool:
+        return self._acquire(name, holder or self._owner, ttl_s)
 
-    async def release(self, name: str) -> None:
-        self._release(name, self._owner)
+    async def release(self, name: str, *, holder: str | None = None) -> None:
+        self._release(name, holder or self._owner)
 
     @asynccontextmanager
     async def lock(

@@ -215,12 +215,13 @@ class RedisBroker:
     async def first_seen(self, key: str, ttl_s: float) -> bool:
         return bool(await self.redis.set(self._key("seen", key), "1", nx=True, px=_ms(ttl_s)))
 
-    async def try_lock(self, name: str, ttl_s: float) -> bool:
-        got = await self._acquire(keys=[self._key("lock", name)], args=[self._owner, _ms(ttl_s)])
+    async def try_lock(self, name: str, ttl_s: float, *, holder: str | None = None) -> bool:
+        token = holder or self._owner
+        got = await self._acquire(keys=[self._key("lock", name)], args=[token, _ms(ttl_s)])
         return bool(got)
 
-    async def release(self, name: str) -> None:
-        await self._release(keys=[self._key("lock", name)], args=[self._owner])
+    async def release(self, name: str, *, holder: str | None = None) -> None:
+        await self._release(keys=[self._key("lock", name)], args=[holder or self._owner])
 
     @asynccontextmanager
     async def lock(

@@ -191,6 +191,24 @@ class TestBrokerContract:
         async with broker.lock("leader", 5, wait_s=0.05):
             pass
 
+    async def test_holders_sharing_a_broker_exclude_each_other(self, backend: Backend) -> None:
+        """A leader lease: two schedulers on one broker, only one holds it at a time."""
+        broker = backend.broker
+        assert await broker.try_lock("leader", 0.2, holder="a") is True
+        assert await broker.try_lock("leader", 0.2, holder="b") is False
+        assert await broker.try_lock("leader", 0.2, holder="a") is True  # renewal
+        await broker.release("leader", holder="b")  # not the holder: no effect
+        assert await broker.try_lock("leader", 0.2, holder="b") is False
+        await broker.release("leader", holder="a")
+        assert await broker.try_lock("leader", 0.2, holder="b") is True
+
+    async def test_a_lease_not_renewed_passes_to_another_holder(self, backend: Backend) -> None:
+        broker = backend.broker
+        assert await broker.try_lock("leader", 0.1, holder="a") is True
+        await backend.advance(0.15)
+        assert await broker.try_lock("leader", 5, holder="b") is True
+        assert await broker.try_lock("leader", 5, holder="a") is False
+
     async def test_published_messages_reach_subscribers(self, backend: Backend) -> None:
         broker = backend.broker
         subscription = await broker.subscribe("news")
