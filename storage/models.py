@@ -245,10 +245,16 @@ class Conversation(SQLModel, table=True):
     last_channel: str | None = Field(default=None, max_length=16)
     last_inbound_channel: str | None = Field(default=None, max_length=16)
     reply_via: str | None = Field(default=None, max_length=16)
-    topic_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True))
+    topic_id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True, index=True)
+    )
     dialog_state: dict[str, Any] = _json(dict)
     merged_into_id: int | None = _fk("conversation.id", nullable=True, index=False)
     waiting_since: datetime | None = _time()
+    # The managers' desk: when the conversation first needed a person (from then on
+    # every message is mirrored into its topic) and when the group was last reminded.
+    desk_opened_at: datetime | None = _time()
+    reminded_at: datetime | None = _time()
     last_message_at: datetime | None = _time(index=True)
     created_at: datetime = _time(now=True)
     updated_at: datetime = _time(now=True)
