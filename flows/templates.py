@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.bridge.sms.segments import TooManySegments, check_segments
 from gateway.channels import Button
 
-__all__ = ["Rendered", "TemplateProblem", "Templates"]
+__all__ = ["Rendered", "TemplateProblem", "Templates", "render_text"]
 
 CHANNEL_PARTS: dict[str, tuple[str, ...]] = {
     "telegram": ("text", "html", "buttons"),
@@ -381,6 +381,14 @@ class Templates:
     def check(self, name: str, sample_context: Mapping[str, Any]) -> list[str]:
         """`problems` as `file:line: part: message` lines, for `chatgate flows check`."""
         return [str(problem) for problem in self.problems(name, sample_context)]
+
+
+def render_text(source: str, context: Mapping[str, Any]) -> str:
+    """A one-line template outside a file (a flow's trigger `key`), in the same sandbox.
+
+    Raises jinja2.TemplateError (UndefinedError, SecurityError, syntax) on anything wrong.
+    """
+    return _TEXT_ENV.from_string(source).render(context).strip()
 
 
 def part_exists(spec: TemplateSpec, channel: str, key: str) -> bool:
