@@ -131,11 +131,15 @@ class App:
         channels = _ChannelSettings.from_settings(settings)
         if settings.sandbox_enabled:
             self.sandbox = SandboxPlatforms()
-            self.sandbox.mount(self.web)
             # The bots reach the in-process emulators locally, whatever PUBLIC_URL says.
             host = settings.http_host if settings.http_host not in {"0.0.0.0", "::", ""} else None
             local = f"http://{host or '127.0.0.1'}:{settings.http_port}"
             channels = _ChannelSettings.for_sandbox(self.sandbox, local)
+            # SMS and mail unconfigured: the sandbox's Twilio and mail server stand in.
+            settings = self.settings = self.sandbox.settings_for(settings, local)
+            self.sandbox.mount(self.web)
+            if self.sandbox.mail is not None:
+                self.services.append(self.sandbox.mail)
         if channels.telegram_token:
             from bots.telegram import TelegramBot
 
@@ -193,6 +197,8 @@ class App:
                     api_key=self.api_key,
                     telegram_token=channels.telegram_token,
                     vk_group_id=channels.vk_group_id,
+                    sms_number=self.sandbox.sms.number if self.sandbox.sms else None,
+                    mail_address=self.sandbox.mail.shop_address if self.sandbox.mail else None,
                 ),
             )
 

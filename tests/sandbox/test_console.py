@@ -12,13 +12,23 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.sandbox.console import ConsoleConfig, setup_console
+from gateway.sandbox.mail import PostOffice
+from gateway.sandbox.sms import TwilioEmulator
 from gateway.sandbox.telegram import TelegramEmulator
 from gateway.sandbox.vk import VKEmulator
 from tests.conftest import service_missing
 
 TOKEN = "123456:sandbox-secret"
 GROUP_ID = 4242
-CONFIG = ConsoleConfig(api_key="key-for-tests", telegram_token=TOKEN, vk_group_id=GROUP_ID)
+SHOP_NUMBER = "+15005550006"
+SHOP_ADDRESS = "support@shop.example"
+CONFIG = ConsoleConfig(
+    api_key="key-for-tests",
+    telegram_token=TOKEN,
+    vk_group_id=GROUP_ID,
+    sms_number=SHOP_NUMBER,
+    mail_address=SHOP_ADDRESS,
+)
 
 
 def _app(config: ConsoleConfig = CONFIG) -> web.Application:
@@ -29,6 +39,23 @@ def _app(config: ConsoleConfig = CONFIG) -> web.Application:
     vk = VKEmulator(group_id=GROUP_ID)
     app.add_subapp("/sandbox/telegram", telegram.make_app())
     app.add_subapp("/sandbox/vk", vk.make_app())
+    twilio = TwilioEmulator(
+        account_sid="AC" + "0" * 32,
+        auth_token="token",
+        number=SHOP_NUMBER,
+        sms_url="http://127.0.0.1:9/webhooks/sms/twilio",
+    )
+    office = PostOffice(
+        shop_address=SHOP_ADDRESS, shop_domain="shop.example", mx_host="127.0.0.1", mx_port=9
+    )
+    app.add_subapp("/sandbox/sms", twilio.app)
+    app.add_subapp("/sandbox/mail", office.app)
+
+    async def close(_app: web.Application) -> None:
+        await twilio.aclose()
+        await office.aclose()
+
+    app.on_cleanup.append(close)
     setup_console(app, config=config)
     return app
 
@@ -101,6 +128,8 @@ async def test_config_hands_the_page_its_endpoints(
             "control": "/sandbox/telegram/control",
         },
         "vk": {"base": "/sandbox/vk", "group_id": GROUP_ID, "control": "/sandbox/vk/control"},
+        "sms": {"number": SHOP_NUMBER, "control": "/sandbox/sms/control"},
+        "mail": {"shop_address": SHOP_ADDRESS, "control": "/sandbox/mail/control"},
     }
 
 
@@ -109,6 +138,8 @@ async def test_a_channel_without_settings_has_no_pane() -> None:
         body = await (await client.get("/sandbox/config")).json()
     assert body["telegram"] is None
     assert body["vk"] is None
+    assert body["sms"] is None
+    assert body["mail"] is None
 
 
 async def test_emulators_stay_reachable_beside_the_console(

@@ -42,6 +42,10 @@ class ConsoleConfig:
     vk_group_id: int | None = None
     vk_base: str = f"{PREFIX}/vk"
     vk_control: str = f"{PREFIX}/vk/control"
+    sms_number: str | None = None  # the shop's number at the sandbox's Twilio
+    sms_control: str = f"{PREFIX}/sms/control"
+    mail_address: str | None = None  # the shop's address; customers' mail goes there
+    mail_control: str = f"{PREFIX}/mail/control"
     api_base: str = "/api"
     poll_interval: float = 1.0
 
@@ -57,12 +61,20 @@ class ConsoleConfig:
         vk = None
         if self.vk_group_id is not None:
             vk = {"base": self.vk_base, "group_id": self.vk_group_id, "control": self.vk_control}
+        sms = None
+        if self.sms_number is not None:
+            sms = {"number": self.sms_number, "control": self.sms_control}
+        mail = None
+        if self.mail_address is not None:
+            mail = {"shop_address": self.mail_address, "control": self.mail_control}
         return {
             "api_key": self.api_key,
             "api_base": self.api_base,
             "poll_interval_ms": round(self.poll_interval * 1000),
             "telegram": telegram,
             "vk": vk,
+            "sms": sms,
+            "mail": mail,
         }
 
 
