@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 
 from bots.dialog import Dialog, load_script
 from bots.dialog.responder import BotResponder
+from flows.loader import load_flows
 from gateway.api import setup_api
 from gateway.broker import make_broker
 from gateway.channels import ChannelAdapter
@@ -181,6 +182,8 @@ class App:
                 clock=self.clock,
             )
         self.dialog = Dialog(load_script(settings.dialog_script or DEFAULT_SCRIPT))
+        # An invalid flow stops the start (FlowErrors names each file and line).
+        self.flows = load_flows(settings.flows_dir)
         self.router.answer_with(
             bot=BotResponder(
                 self.db,

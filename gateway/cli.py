@@ -32,6 +32,7 @@ def _settings() -> Settings:
 
 def _run(_args: argparse.Namespace) -> int:
     from bots.dialog import ScriptError
+    from flows.loader import FlowErrors
     from gateway.app import NotMigrated, serve
 
     settings = _settings()
@@ -39,6 +40,9 @@ def _run(_args: argparse.Namespace) -> int:
         asyncio.run(serve(settings))
     except (NotMigrated, ScriptError) as exc:
         print(f"chatgate: {exc}", file=sys.stderr)
+        return 2
+    except FlowErrors as exc:
+        print(f"chatgate: invalid flows in {settings.flows_dir}:\n{exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"chatgate: cannot start: {exc}", file=sys.stderr)
@@ -64,6 +68,36 @@ def _migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _flows_check(args: argparse.Namespace) -> int:
+    """Validate a flows folder: each problem as `file:line: where: what`, exit 1 if any."""
+    from flows.loader import check_flows, load_flows
+
+    directory = args.directory or _settings().flows_dir
+    problems = check_flows(directory)
+    if problems:
+        for problem in problems:
+            print(problem)
+        count = len(problems)
+        print(f"{count} problem{'s' if count != 1 else ''} in {directory}", file=sys.stderr)
+        return 1
+    flows = load_flows(directory).flows
+    for flow in flows.values():
+        trigger = flow.trigger
+        start = (
+            f"event {trigger.event}"
+            if trigger.event
+            else f"schedule {trigger.schedule!r}"
+            if trigger.schedule
+            else "segment entry"
+        )
+        print(
+            f"{flow.name}: {flow.purpose}, {start}, {len(flow.sends())} send(s), "
+            f"version {flow.version}"
+        )
+    print(f"{len(flows)} flow{'s' if len(flows) != 1 else ''} valid in {directory}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatgate", description="Chatbot-first messenger gateway."
@@ -76,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(
         handler=_migrate
     )
+    flows = commands.add_parser("flows", help="automated flows: check the files")
+    flow_commands = flows.add_subparsers(dest="flows_command", required=True, metavar="COMMAND")
+    check = flow_commands.add_parser("check", help="validate flow files and their templates")
+    check.add_argument(
+        "directory", nargs="?", help="the flows folder (default: CHATGATE_FLOWS_DIR)"
+    )
+    check.set_defaults(handler=_flows_check)
     return parser
 
 

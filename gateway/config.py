@@ -7,6 +7,7 @@ start with the setting's name, never half-way through serving traffic.
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,6 +16,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
+
+
+# The example flows that ship with chatgate, so `make run` has flows to run.
+SHIPPED_FLOWS = Path(__file__).resolve().parent.parent / "flows" / "examples"
 
 
 class SettingsError(Exception):
@@ -54,6 +59,8 @@ class Settings(BaseSettings):
     # The sandbox: local emulators of every channel; on by default when no tokens are set.
     sandbox: bool | None = None
     dialog_script: str | None = None  # path to a dialog YAML; the shipped shop script if unset
+    # The folder of flow YAML files (+ templates/); the shipped examples if unset.
+    flows_dir: str = str(SHIPPED_FLOWS)
 
     telegram_token: str | None = None
     telegram_api_url: str = "https://api.telegram.org"
