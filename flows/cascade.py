@@ -1,0 +1,442 @@
+"""A `send` step: walk the channels in order until the customer engages.
+
+`until_engaged` sends on the first channel that can take the message, waits
+`next_channel_after`, and moves to the next channel unless the customer engaged
+(per `stop_on`) with ANY message this step already sent — a late click on the
+email stops the SMS. A failed, bounced or blocked delivery moves on at once.
+`first_available` sends once, on the first channel that can take it.
+
+A channel is skipped when the customer has no reachable identity on it or the
+policies refuse it; quiet hours, a manager's conversation and postponing caps
+put the whole step to sleep instead. Every decision becomes a FlowStep row.
+
+The step's progress lives in `run.pending`: {"pc", "step", "channel_index",
+"message_ids", "delivery_ids", "since", "channel", "first_due"}; the message and
+that progress are written in the caller's one transaction (outbox `stage()`), so
+a crash either loses both or keeps both, and nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from flows.policies import Policies
+from flows.runs import FlowRuns
+from flows.spec import Flow, Send
+from flows.templates import Rendered, TemplateProblem
+from gateway.outbox import Enqueued, Outbox, Target
+from gateway.tracking.tokens import click_url
+from storage.conversations import Conversations
+from storage.customers import Customers
+from storage.models import Author, Customer, Delivery, DeliveryStatus, FlowRun, Identity
+
+__all__ = ["Cascade", "ClickTracking", "Renderer", "StepResult", "engagement"]
+
+DEFAULT_NEXT_CHANNEL_AFTER = timedelta(hours=4)
+# A step postponed (a manager's conversation, caps) for longer than this expires.
+MAX_POSTPONE = timedelta(days=7)
+
+
+class Renderer(Protocol):
+    """flows/templates.py `Templates`: one template rendered for one channel."""
+
+    def render(self, name: str, channel: str, context: Mapping[str, Any]) -> Rendered: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClickTracking:
+    """Turns URL buttons into signed, tracked links, so a tap counts as a click."""
+
+    public_url: str
+    secret: str
+
+    def wrap(self, delivery_id: int, buttons: list[list[dict[str, Any]]]) -> list[list[Any]]:
+        return [
+            [
+                {**b, "url": click_url(self.public_url, delivery_id, b["url"], self.secret)}
+                if b.get("url")
+                else b
+                for b in row
+            ]
+            for row in buttons
+        ]
+
+
+@dataclass
+class StepResult:
+    """What the step asks of its run: move on, or sleep until a time; and what to release."""
+
+    advance: bool
+    wake_at: datetime | None = None
+    staged: list[Enqueued] = field(default_factory=list)
+    failed: str | None = None
+
+
+def engagement(delivery: Delivery) -> set[str]:
+    """The normalised kinds this delivery reached: delivered, opened/read, clicked, ...
+
+    Machine opens and clicks are kept apart in the payload by the router and never
+    show up here.
+    """
+    kinds: set[str] = set()
+    if delivery.delivered_at is not None:
+        kinds.add("delivered")
+    if delivery.read_at is not None:
+        kinds.add("opened" if delivery.channel == "email" else "read")
+    if delivery.clicked_at is not None:
+        kinds.add("clicked")
+    if delivery.replied_at is not None:
+        kinds.add("replied")
+    if delivery.status == DeliveryStatus.failed:
+        error = (delivery.error or "").lower()
+        kinds.add("failed")
+        if "bounce" in error:
+            kinds.add("bounced")
+        if "block" in error:
+            kinds.add("blocked")
+    return kinds
+
+
+class Cascade:
+    """Runs `send` instructions; built once by the engine."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        templates: Renderer,
+        policies: Policies,
+        *,
+        tracking: ClickTracking | None = None,
+        check_every: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.outbox = outbox
+        self.templates = templates
+        self.policies = policies
+        self.tracking = tracking
+        self.check_every = check_every
+
+    async def step(
+        self,
+        session: AsyncSession,
+        run: FlowRun,
+        flow: Flow,
+        send: Send,
+        customer: Customer,
+        now: datetime,
+    ) -> StepResult:
+        """Advance this run's `send` by as much as can happen at `now`."""
+        runs = FlowRuns(session)
+        state = dict(run.pending) if run.pending.get("pc") == run.pc else _fresh(run.pc, send, now)
+        result = await self._walk(session, runs, run, flow, send, customer, now, state)
+        run.pending = {} if result.advance else state
+        return result
+
+    async def _walk(
+        self,
+        session: AsyncSession,
+        runs: FlowRuns,
+        run: FlowRun,
+        flow: Flow,
+        send: Send,
+        customer: Customer,
+        now: datetime,
+        state: dict[str, Any],
+    ) -> StepResult:
+        channels = send.channels
+        if state["delivery_ids"]:
+            waiting = await self._after_send(session, runs, run, send, now, state)
+            if waiting is not None:
+                return waiting
+        staged: list[Enqueued] = []
+        while state["channel_index"] < len(channels):
+            channel = channels[state["channel_index"]]
+            target, why = await self._target(session, customer, channel)
+            if target is None:
+                await runs.record(run, send.name, "skipped", now=now, reason=why, channel=channel)
+                state["channel_index"] += 1
+                continue
+            verdict = await self.policies.check(
+                session, customer=customer, channel=channel, purpose=flow.purpose, now=now
+            )
+            if verdict.outcome == "skipped":
+                await runs.record(
+                    run, send.name, "skipped", now=now, reason=verdict.reason, channel=channel
+                )
+                state["channel_index"] += 1
+                continue
+            if verdict.outcome in {"postponed", "capped"}:
+                assert verdict.until is not None
+                first_due = datetime.fromisoformat(state["first_due"])
+                if verdict.until - first_due > MAX_POSTPONE:
+                    await runs.record(
+                        run,
+                        send.name,
+                        "expired",
+                        now=now,
+                        reason=f"{verdict.reason}; postponed for over {MAX_POSTPONE.days} days",
+                        channel=channel,
+                    )
+                    return StepResult(advance=True)
+                if verdict.outcome == "capped" and flow.caps_outcome != "postpone":
+                    await runs.record(
+                        run,
+                        send.name,
+                        "capped",
+                        now=now,
+                        reason=f"{verdict.reason}; {flow.caps_outcome.replace('_', ' ')}",
+                        channel=channel,
+                    )
+                    if flow.caps_outcome == "skip":
+                        return StepResult(advance=True)
+                    state["channel_index"] += 1
+                    continue
+                note = f"{verdict.reason}; until {verdict.until.isoformat()}"
+                if state.get("last_note") != note:
+                    # A postponement is told once, not at every re-check.
+                    await runs.record(
+                        run, send.name, verdict.outcome, now=now, reason=note, channel=channel
+                    )
+                    state["last_note"] = note
+                return StepResult(advance=False, wake_at=verdict.until)
+            enqueued = await self._stage(session, runs, run, flow, send, customer, target, now)
+            if enqueued is None:
+                state["channel_index"] += 1
+                continue
+            staged.append(enqueued)
+            state["message_ids"] = [*state["message_ids"], enqueued.message_id]
+            state["delivery_ids"] = [*state["delivery_ids"], *enqueued.delivery_ids]
+            state["since"] = now.isoformat()
+            state["channel"] = channel
+            state.pop("last_note", None)
+            last = state["channel_index"] == len(channels) - 1
+            if send.mode == "first_available" or last:
+                return StepResult(advance=True, staged=staged)
+            wait = send.next_channel_after or DEFAULT_NEXT_CHANNEL_AFTER
+            return StepResult(
+                advance=False, wake_at=min(now + wait, now + self.check_every), staged=staged
+            )
+        if not state["delivery_ids"]:
+            await runs.record(
+                run, send.name, "skipped", now=now, reason="no channel could take the message"
+            )
+        return StepResult(advance=True, staged=staged)
+
+    async def _after_send(
+        self,
+        session: AsyncSession,
+        runs: FlowRuns,
+        run: FlowRun,
+        send: Send,
+        now: datetime,
+        state: dict[str, Any],
+    ) -> StepResult | None:
+        """With something sent: stop on engagement, wait, or move to the next channel."""
+        deliveries = list(
+            await session.scalars(
+                sa.select(Delivery)
+                .where(col(Delivery.id).in_(state["delivery_ids"]))
+                .order_by(col(Delivery.id))
+                .execution_options(populate_existing=True)
+            )
+        )
+        for delivery in deliveries:
+            kinds = engagement(delivery) & send.stop_on.get(delivery.channel, frozenset())
+            if kinds:
+                await runs.record(
+                    run,
+                    send.name,
+                    "engaged",
+                    now=now,
+                    reason=f"{', '.join(sorted(kinds))} on {delivery.channel}",
+                    channel=delivery.channel,
+                    delivery_id=delivery.id,
+                    message_id=delivery.message_id,
+                )
+                return StepResult(advance=True)
+        channel = state["channel"]
+        current = [d for d in deliveries if d.channel == channel]
+        failed = next((d for d in current if d.status == DeliveryStatus.failed), None)
+        if failed is None:
+            wait = send.next_channel_after or DEFAULT_NEXT_CHANNEL_AFTER
+            deadline = datetime.fromisoformat(state["since"]) + wait
+            if now < deadline:
+                return StepResult(advance=False, wake_at=min(deadline, now + self.check_every))
+            stop_on = ", ".join(sorted(send.stop_on.get(channel, frozenset())))
+            await runs.record(
+                run,
+                send.name,
+                "expired",
+                now=now,
+                reason=f"no {stop_on} on {channel} within {_span(wait)}",
+                channel=channel,
+                delivery_id=current[0].id if current else None,
+            )
+        else:
+            await runs.record(
+                run,
+                send.name,
+                "failed",
+                now=now,
+                reason=f"{channel}: {failed.error or 'delivery failed'}",
+                channel=channel,
+                delivery_id=failed.id,
+                message_id=failed.message_id,
+            )
+        state["channel_index"] += 1
+        return None
+
+    async def _target(
+        self, session: AsyncSession, customer: Customer, channel: str
+    ) -> tuple[Target | None, str]:
+        """Where a message on `channel` goes, or why it cannot go there."""
+        assert customer.id is not None
+        accounts = [account for (ch, account) in self.outbox.adapters if ch == channel]
+        if not accounts:
+            return None, f"{channel} is not configured"
+        identities = list(
+            await session.scalars(
+                sa.select(Identity)
+                .where(col(Identity.customer_id) == customer.id, col(Identity.channel) == channel)
+                .order_by(col(Identity.last_seen_at).desc().nulls_last(), col(Identity.id).desc())
+            )
+        )
+        usable = [i for i in identities if i.reachable and i.account in accounts]
+        conversation = None
+        if usable:
+            chosen = usable[0]
+            conversation = await Conversations(session).open_for(customer.id)
+            assert conversation.id is not None
+            return Target(
+                conversation_id=conversation.id,
+                customer_id=customer.id,
+                channel=channel,
+                account=chosen.account,
+                address=chosen.address,
+                identity_id=chosen.id,
+            ), ""
+        profile = {"email": customer.email, "sms": customer.phone}.get(channel)
+        dead = [i for i in identities if not i.reachable]
+        if profile and not any(i.address == profile for i in dead):
+            conversation = await Conversations(session).open_for(customer.id)
+            assert conversation.id is not None
+            return Target(
+                conversation_id=conversation.id,
+                customer_id=customer.id,
+                channel=channel,
+                account=accounts[0],
+                address=profile,
+            ), ""
+        if dead:
+            return None, f"{channel} unreachable: {dead[0].unreachable_reason or 'failed'}"
+        return None, f"no {channel} address"
+
+    async def _stage(
+        self,
+        session: AsyncSession,
+        runs: FlowRuns,
+        run: FlowRun,
+        flow: Flow,
+        send: Send,
+        customer: Customer,
+        target: Target,
+        now: datetime,
+    ) -> Enqueued | None:
+        """Render and stage the message on `target`; None (recorded) if it cannot render."""
+        template = send.template_for(run.variant)
+        context = await render_context(session, run, customer, send.name)
+        try:
+            rendered = self.templates.render(template, target.channel, context)
+        except TemplateProblem as exc:
+            await runs.record(
+                run, send.name, "failed", now=now, reason=str(exc), channel=target.channel
+            )
+            return None
+        assert run.id is not None
+        enqueued = await self.outbox.stage(
+            session,
+            target,
+            text=rendered.text,
+            html=rendered.html,
+            subject=rendered.subject,
+            buttons=rendered.buttons,
+            author=Author.flow,
+            author_ref=f"run:{run.id}",
+            purpose=flow.purpose,
+            meta={"flow": flow.name, "run_id": run.id, "step": send.name, "variant": run.variant},
+        )
+        if self.tracking is not None:
+            await _track(session, self.tracking, enqueued.delivery_ids)
+        await runs.record(
+            run,
+            send.name,
+            "sent",
+            now=now,
+            channel=target.channel,
+            delivery_id=enqueued.delivery_ids[0],
+            message_id=enqueued.message_id,
+        )
+        return enqueued
+
+
+async def render_context(
+    session: AsyncSession, run: FlowRun, customer: Customer, step: str
+) -> dict[str, Any]:
+    """What a template sees: customer, the trigger event, flow, variant, links."""
+    assert customer.id is not None
+    tags = await Customers(session).tags(customer.id)
+    return {
+        "customer": {
+            "id": customer.id,
+            "name": customer.name,
+            "phone": customer.phone,
+            "email": customer.email,
+            "attributes": dict(customer.attributes),
+            "tags": tags,
+            "timezone": customer.timezone,
+            "locale": customer.locale,
+        },
+        "event": run.context.get("event", {}),
+        "flow": {"name": run.flow_name, "step": step},
+        "variant": run.variant,
+        "links": dict(run.context.get("links", {})),
+    }
+
+
+async def _track(session: AsyncSession, tracking: ClickTracking, ids: Sequence[int]) -> None:
+    for delivery_id in ids:
+        delivery = await session.get(Delivery, delivery_id)
+        if delivery is None or not delivery.payload.get("buttons"):
+            continue
+        delivery.payload = {
+            **delivery.payload,
+            "buttons": tracking.wrap(delivery_id, delivery.payload["buttons"]),
+        }
+    await session.flush()
+
+
+def _fresh(pc: int, send: Send, now: datetime) -> dict[str, Any]:
+    return {
+        "pc": pc,
+        "step": send.name,
+        "channel_index": 0,
+        "message_ids": [],
+        "delivery_ids": [],
+        "since": None,
+        "channel": None,
+        "first_due": now.isoformat(),
+    }
+
+
+def _span(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

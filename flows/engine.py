@@ -1,0 +1,502 @@
+"""The flow engine: starts runs from events, advances due runs, ends them.
+
+Every run's state (pc, next time, pending cascade, goal window) is a row, and a
+run advances inside one transaction that also stages whatever it sends (outbox
+`stage()`), released only after commit. So a crash or restart resumes exactly
+where the store says, and the engine never sends anything twice. Due runs are
+claimed in batches with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL, the one
+writer on SQLite) so several processes share the work.
+
+Events reach the engine twice over: `on_event` right after the API stored one,
+and `catch_up` from a cursor of the last event id processed, so an event whose
+`on_event` was lost to a crash is still handled. Both are idempotent: a run is
+unique per flow + customer + trigger key, a conversion unique per run.
+
+A run interprets the FlowVersion it started with; editing the file starts new
+runs on the new version and never reaches runs in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from flows.attribution import credit
+from flows.cascade import Cascade, ClickTracking, Renderer
+from flows.policies import Policies
+from flows.quiet_hours import next_local_time
+from flows.runs import LIVE, WATCHED, FlowRuns
+from flows.spec import Branch, Exit, Flow, Goal, Jump, Send, Split, Wait
+from gateway.clock import Clock
+from gateway.outbox import Enqueued, Outbox
+from storage.cursors import Cursors
+from storage.db import Database
+from storage.models import Customer, Event, FlowRun
+
+__all__ = ["EVENT_CURSOR", "FlowEngine", "FlowSource", "split_variant"]
+
+log = logging.getLogger("chatgate.flows")
+
+EVENT_CURSOR = "flows:events"
+# Instructions one run may execute in one go; a loop of jumps cannot hang a tick.
+_MAX_STEPS = 200
+
+
+class FlowSource(Protocol):
+    """flows/loader.py `FlowSet`: the flows of the folder and their templates."""
+
+    flows: dict[str, Flow]
+
+    @property
+    def templates(self) -> Renderer: ...
+
+    def get(self, name: str) -> Flow | None: ...
+
+    def by_event(self, type: str) -> list[Flow]: ...
+
+
+def split_variant(flow_name: str, customer_id: int, split: Split) -> str | None:
+    """The customer's variant, the same on every process and restart; None: holdout.
+
+    One hash of flow and customer decides both: its low part against the holdout
+    percentage, its high part against the variants' weights.
+    """
+    digest = hashlib.sha256(f"{flow_name}:{customer_id}".encode()).digest()
+    number = int.from_bytes(digest[:8], "big")
+    if number % 10000 < split.holdout * 100:
+        return None
+    total = sum(split.variants.values())
+    point = (number // 10000) % total
+    for name, weight in split.variants.items():
+        if point < weight:
+            return name
+        point -= weight
+    raise AssertionError("unreachable: the weights add up to total")
+
+
+class FlowEngine:
+    """Runs flows; `start()` runs the background loop, `aclose()` stops it."""
+
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        flows: FlowSource,
+        *,
+        clock: Clock,
+        policies: Policies,
+        tracking: ClickTracking | None = None,
+        poll_s: float = 5.0,
+        lease: timedelta = timedelta(minutes=2),
+        batch: int = 500,
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.flows = flows
+        self.clock = clock
+        self.policies = policies
+        self.cascade = Cascade(outbox, flows.templates, policies, tracking=tracking)
+        self.poll_s = poll_s
+        self.lease = lease
+        self.batch = batch
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._versions: dict[tuple[str, str], Flow] = {}
+        self._saved: set[tuple[str, str]] = set()
+        self._keys = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self._task: asyncio.Task[None] | None = None
+        self._cursor = Cursors(db)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Keep every current flow's version, then tick in the background."""
+        async with self.db.session() as session:
+            for flow in self.flows.flows.values():
+                await self._save_version(session, flow)
+        if await self._cursor.load(EVENT_CURSOR) is None:
+            # Flows react to events from now on, not to the history before them.
+            async with self.db.session() as session:
+                last = await session.scalar(sa.select(sa.func.max(col(Event.id))))
+            await self._cursor.save(EVENT_CURSOR, str(last or 0))
+        self._task = asyncio.create_task(self._loop(), name="flows")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            busy = False
+            try:
+                await self.catch_up()
+                busy = await self.tick(batch=self.batch) >= self.batch
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("flows.loop_failed")
+            if not busy:
+                await self.clock.sleep(self.poll_s)
+
+    # ------------------------------------------------------------ events
+
+    async def on_event(self, event_id: int) -> None:
+        """React to a stored event (start runs, cancel_on, goals), then advance what is due."""
+        async with self.db.session() as session:
+            event = await session.get(Event, event_id)
+            if event is None:
+                return
+            await self._handle(session, event)
+        await self.tick()
+
+    async def catch_up(self, *, limit: int = 500) -> int:
+        """Handle stored events past the cursor, in id order; how many were handled."""
+        raw = await self._cursor.load(EVENT_CURSOR)
+        after = int(raw) if raw and raw.isdigit() else 0
+        async with self.db.session() as session:
+            events = list(
+                await session.scalars(
+                    sa.select(Event)
+                    .where(col(Event.id) > after)
+                    .order_by(col(Event.id))
+                    .limit(limit)
+                )
+            )
+            for event in events:
+                await self._handle(session, event)
+        if events:
+            await self._cursor.save(EVENT_CURSOR, str(events[-1].id))
+        return len(events)
+
+    async def _handle(self, session: AsyncSession, event: Event) -> None:
+        assert event.id is not None
+        now = self.clock.now()
+        runs = FlowRuns(session)
+        customer = await session.get(Customer, event.customer_id)
+        if customer is None or customer.erased_at is not None:
+            return
+        for run in await runs.of_customer(event.customer_id, WATCHED, lock=True):
+            flow = await self._version(session, run)
+            if run.status in LIVE and flow is not None and event.type in flow.cancel_on:
+                _end(run, "cancelled", f"cancelled by {event.type} (event {event.id})", now)
+                continue
+            goal = run.goal or {}
+            if goal.get("event") == event.type and _in_window(goal, event.occurred_at):
+                conversion = await credit(session, run, event, now)
+                run.goal = None
+                run.updated_at = now
+                if conversion is not None:
+                    log.info(
+                        "flows.converted",
+                        extra={"run": run.id, "flow": run.flow_name, "step": conversion.step},
+                    )
+                reached = f"goal {event.type} reached (event {event.id})"
+                if run.status == "done" or (goal.get("exit", True) and run.status == "active"):
+                    _end(run, "converted", reached, now)
+                elif run.status == "holdout" and run.ended_at is None:
+                    run.ended_at, run.end_reason, run.next_at = now, "goal reached", None
+        for flow in self.flows.by_event(event.type):
+            key = self._trigger_key(flow, event, customer)
+            await self.start_runs(
+                session,
+                flow,
+                [event.customer_id],
+                trigger_key=key,
+                context={"event": _event_json(event)},
+            )
+
+    def _trigger_key(self, flow: Flow, event: Event, customer: Customer) -> str:
+        if not flow.trigger.key:
+            return str(event.id)
+        try:
+            key = self._keys.from_string(flow.trigger.key).render(
+                event=_event_json(event), customer={"id": customer.id}
+            )
+        except TemplateError as exc:
+            # Starting on the event id keeps the run; only the dedupe is lost.
+            log.warning(
+                "flows.key_failed", extra={"flow": flow.name, "event": event.id, "error": str(exc)}
+            )
+            return str(event.id)
+        return key.strip() or str(event.id)
+
+    # ------------------------------------------------------------ runs
+
+    async def start_runs(
+        self,
+        session: AsyncSession,
+        flow: Flow,
+        customer_ids: Sequence[int],
+        *,
+        trigger_key: str,
+        context: dict[str, Any],
+        broadcast_id: int | None = None,
+    ) -> int:
+        """Start `flow` for each customer (once per trigger key); how many started."""
+        await self._save_version(session, flow)
+        started = await FlowRuns(session).start(
+            flow,
+            customer_ids,
+            trigger_key=trigger_key,
+            context=context,
+            now=self.clock.now(),
+            broadcast_id=broadcast_id,
+        )
+        return len(started)
+
+    async def tick(self, *, batch: int = 500) -> int:
+        """Claim due runs and advance each in its own transaction; how many were claimed."""
+        now = self.clock.now()
+        async with self.db.session() as session:
+            ids = await FlowRuns(session).claim(
+                now=now, owner=self.owner, lease=self.lease, batch=batch
+            )
+            names: dict[int, str] = {}
+            if ids:
+                rows = await session.execute(
+                    sa.select(col(FlowRun.id), col(FlowRun.flow_name)).where(
+                        col(FlowRun.id).in_(ids)
+                    )
+                )
+                names = {int(run_id or 0): str(name) for run_id, name in rows}
+
+        def priority(run_id: int) -> int:
+            flow = self.flows.get(names.get(run_id, ""))
+            return flow.priority if flow is not None else 50
+
+        # When caps or quiet hours release several runs at once, the higher priority goes first.
+        for run_id in sorted(ids, key=lambda i: (-priority(i), i)):
+            await self._advance_one(run_id, now)
+        return len(ids)
+
+    async def _advance_one(self, run_id: int, now: datetime) -> None:
+        staged: list[Enqueued] = []
+        try:
+            async with self.db.session() as session:
+                run = await FlowRuns(session).get_claimed(run_id, self.owner)
+                if run is None:
+                    return  # the lease ran out and another process took it
+                staged = await self._advance(session, run, now)
+                run.claimed_by = None
+                run.claimed_until = None
+                run.updated_at = now
+        except Exception as exc:
+            log.exception("flows.advance_failed", extra={"run": run_id})
+            async with self.db.session() as session:
+                failed = await session.get(FlowRun, run_id)
+                if failed is not None:
+                    _end(failed, "failed", f"{type(exc).__name__}: {exc}", now)
+                    failed.claimed_by = failed.claimed_until = None
+            return
+        if staged:
+            await self.outbox.release(*staged)
+
+    async def _advance(self, session: AsyncSession, run: FlowRun, now: datetime) -> list[Enqueued]:
+        """Execute the run's program from its pc until it waits or ends."""
+        flow = await self._version(session, run)
+        if flow is None:
+            _end(run, "failed", f"flow version {run.flow_name}@{run.version} is not stored", now)
+            return []
+        customer = await session.get(Customer, run.customer_id, populate_existing=True)
+        if customer is None or customer.erased_at is not None:
+            _end(run, "cancelled", "the customer was erased", now)
+            return []
+        if customer.merged_into_id is not None:
+            _end(run, "cancelled", f"the customer was merged into {customer.merged_into_id}", now)
+            return []
+        if run.status == "holdout":
+            # A holdout only waits for its goal window to close.
+            run.next_at, run.ended_at, run.end_reason = None, now, "goal window over"
+            return []
+        runs = FlowRuns(session)
+        staged: list[Enqueued] = []
+        for _ in range(_MAX_STEPS):
+            if run.pc >= len(flow.program):
+                _end(run, "done", "all steps done", now)
+                return staged
+            instruction = flow.program[run.pc]
+            if isinstance(instruction, Wait):
+                if run.pending.get("wait_pc") == run.pc:
+                    run.pending = {}
+                    run.pc += 1
+                    continue
+                until, problem = self._wait_until(instruction, run, customer, now)
+                if until is None:
+                    _end(run, "failed", problem, now)
+                    return staged
+                name = f"wait@{instruction.line}"
+                if until <= now:
+                    await runs.record(run, name, "expired", now=now, reason=problem)
+                    run.pc += 1
+                    continue
+                run.pending = {"wait_pc": run.pc}
+                run.next_at = until
+                await runs.record(
+                    run, name, "waiting", now=now, reason=f"until {until.isoformat()}"
+                )
+                return staged
+            if isinstance(instruction, Send):
+                result = await self.cascade.step(session, run, flow, instruction, customer, now)
+                staged.extend(result.staged)
+                if result.staged and flow.goal is not None and run.goal is None:
+                    run.goal = _goal(flow.goal, now)
+                if not result.advance:
+                    run.next_at = result.wake_at
+                    return staged
+                run.pc += 1
+                continue
+            if isinstance(instruction, Branch):
+                matched = await _matches(session, instruction.when, customer, now)
+                run.pc = run.pc + 1 if matched else instruction.else_pc
+                continue
+            if isinstance(instruction, Jump):
+                run.pc = instruction.pc
+                continue
+            if isinstance(instruction, Split):
+                assert customer.id is not None
+                variant = split_variant(flow.name, customer.id, instruction)
+                if variant is None:
+                    run.holdout = True
+                    run.status = "holdout"
+                    run.variant = None
+                    await runs.record(
+                        run,
+                        instruction.name,
+                        "held",
+                        now=now,
+                        reason=f"holdout group ({instruction.holdout}%): gets nothing",
+                    )
+                    if flow.goal is not None:
+                        run.goal = _goal(flow.goal, now)
+                        run.next_at = now + flow.goal.within
+                    else:
+                        run.next_at, run.ended_at, run.end_reason = None, now, "holdout"
+                    return staged
+                run.variant = variant
+                run.pc += 1
+                continue
+            if isinstance(instruction, Goal):
+                run.goal = _goal(instruction, now)
+                run.pc += 1
+                continue
+            if isinstance(instruction, Exit):
+                _end(run, "exited", f"exit at line {instruction.line}", now)
+                return staged
+        run.next_at = now  # a long stretch of jumps: carry on at the next tick
+        return staged
+
+    def _wait_until(
+        self, wait: Wait, run: FlowRun, customer: Customer, now: datetime
+    ) -> tuple[datetime | None, str]:
+        zone = self.policies.zone(customer)
+        if wait.duration is not None:
+            return now + wait.duration, ""
+        if wait.until_local is not None:
+            return next_local_time(now, wait.until_local, zone), ""
+        if wait.until is None:
+            return None, "a wait without a time"
+        value: Any = {"event": run.context.get("event", {}), "customer": _customer_json(customer)}
+        for part in wait.until.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, str):
+            return None, f"{wait.until} is missing from the trigger (a time is needed)"
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None, f"{wait.until} = {value!r} is not an ISO time"
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)  # a wall time, read in the customer's zone
+        moment = moment.astimezone(UTC) - (wait.before or timedelta())
+        return moment, f"{wait.until} minus {wait.before or timedelta()} already passed"
+
+    # ------------------------------------------------------------ versions
+
+    async def _save_version(self, session: AsyncSession, flow: Flow) -> None:
+        key = (flow.name, flow.version)
+        self._versions[key] = flow
+        if key not in self._saved:
+            await FlowRuns(session).save_version(flow, self.clock.now())
+            self._saved.add(key)
+
+    async def _version(self, session: AsyncSession, run: FlowRun) -> Flow | None:
+        key = (run.flow_name, run.version)
+        if key not in self._versions:
+            flow = await FlowRuns(session).load_version(*key)
+            if flow is None:
+                return None
+            self._versions[key] = flow
+        return self._versions[key]
+
+
+def _end(run: FlowRun, status: str, reason: str, now: datetime) -> None:
+    run.status = status
+    run.end_reason = reason[:200]
+    run.ended_at = now
+    run.next_at = None
+    run.pending = {}
+    run.updated_at = now
+
+
+def _goal(goal: Goal, now: datetime) -> dict[str, Any]:
+    return {
+        "event": goal.event,
+        "since": now.isoformat(),
+        "until": (now + goal.within).isoformat(),
+        "exit": goal.exit,
+    }
+
+
+def _in_window(goal: dict[str, Any], at: datetime) -> bool:
+    since = goal.get("since")
+    until = goal.get("until")
+    if since and at < datetime.fromisoformat(since) - timedelta(minutes=1):
+        return False  # a minute's slack for clocks that disagree a little
+    return not until or at <= datetime.fromisoformat(until)
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "data": dict(event.data),
+        "occurred_at": event.occurred_at.isoformat(),
+    }
+
+
+def _customer_json(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "name": customer.name,
+        "phone": customer.phone,
+        "email": customer.email,
+        "timezone": customer.timezone,
+        "locale": customer.locale,
+        "attributes": dict(customer.attributes),
+    }
+
+
+async def _matches(session: AsyncSession, when: str, customer: Customer, now: datetime) -> bool:
+    """Whether the segment expression holds for this one customer."""
+    from flows.segments import parse_segment
+
+    segment = parse_segment(when)
+    found = await session.scalar(
+        sa.select(col(Customer.id)).where(col(Customer.id) == customer.id, segment.where(now))
+    )
+    return found is not None
