@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     telegram_chat_rate_per_s: float = Field(1, gt=0)
     telegram_group_rate_per_min: float = Field(20, gt=0)
 
+    # The managers' desk: a Telegram forum supergroup served by the same bot.
+    managers_chat_id: int | None = None
+    managers: str = ""  # comma-separated Telegram user ids; the group's admins count too
+    manager_remind_after_s: float = Field(600, gt=0)  # nobody took a waiting conversation
+
     vk_token: str | None = None
     vk_group_id: int | None = None
     vk_api_url: str = "https://api.vk.com/method/"
@@ -109,6 +114,14 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a phone region code such as RU, US or DE")
         return region
+
+    @field_validator("managers")
+    @classmethod
+    def _user_ids(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip() and not part.strip().lstrip("-").isdigit():
+                raise ValueError(f"{part.strip()!r} is not a Telegram user id (digits)")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -184,6 +197,11 @@ class Settings(BaseSettings):
         if self.email_address and "@" in self.email_address:
             return self.email_address.rsplit("@", 1)[1].lower()
         return None
+
+    @property
+    def manager_ids(self) -> frozenset[int]:
+        """CHATGATE_MANAGERS as numbers."""
+        return frozenset(int(p) for p in self.managers.split(",") if p.strip())
 
     @cached_property
     def zone(self) -> ZoneInfo:

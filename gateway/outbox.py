@@ -41,9 +41,9 @@ from storage.db import Database
 from storage.errors import NotFound
 from storage.identities import Identities
 from storage.messages import Messages, NewMessage
-from storage.models import Author, Delivery, DeliveryStatus, Direction, utcnow
+from storage.models import Author, Delivery, DeliveryStatus, Direction, Message, utcnow
 
-__all__ = ["Enqueued", "Outbox", "RateLimits", "RetryPolicy", "Target"]
+__all__ = ["Enqueued", "Outbox", "RateLimits", "RetryPolicy", "StageHook", "Target"]
 
 log = logging.getLogger("chatgate.outbox")
 
@@ -75,6 +75,12 @@ class Enqueued:
     message_id: int
     delivery_ids: tuple[int, ...]
     delay_s: float = 0.0  # not before this many seconds from when it was staged
+    also: tuple[int, ...] = ()  # copies staged beside it (the managers' mirror), queued too
+
+
+StageHook = Callable[[AsyncSession, Message, Target], Awaitable[Sequence[int]]]
+"""Told of every message `stage()` stored, in its transaction; returns delivery ids
+it staged itself (with `stage_copy`), which `release()` queues with the message."""
 
 
 class Outbox:
@@ -130,6 +136,11 @@ class Outbox:
         self._subscription: Subscription | None = None
         self._waiters: dict[int, set[asyncio.Event]] = {}
         self._stopping = False
+        self._stage_hooks: list[StageHook] = []
+
+    def on_stage(self, hook: StageHook) -> None:
+        """Call `hook` for every stored outbound message (the managers' mirror)."""
+        self._stage_hooks.append(hook)
 
     def register(self, adapter: ChannelAdapter) -> None:
         """Send (adapter.channel, adapter.account) deliveries through `adapter`."""
@@ -151,7 +162,45 @@ class Outbox:
         """Queue what `stage()` wrote, after its transaction committed."""
         for enqueued in batches:
             # Later parts follow their predecessor (see _settled); queue the head only.
-            await self._put(enqueued.delivery_ids[0], enqueued.delay_s)
+            if enqueued.delivery_ids:
+                await self._put(enqueued.delivery_ids[0], enqueued.delay_s)
+            for copy_id in enqueued.also:
+                await self._put(copy_id)
+
+    async def stage_copy(
+        self,
+        session: AsyncSession,
+        *,
+        message_id: int,
+        customer_id: int,
+        channel: str,
+        account: str,
+        address: str,
+        payload: Mapping[str, Any],
+        purpose: str = "desk",
+    ) -> int:
+        """One more delivery of a stored message, elsewhere (a copy for the managers).
+
+        No new Message row and no stage hooks: the copy is not part of the
+        customer's dialogue. Its id goes to `release()` through `Enqueued.also`.
+        """
+        now = self._now()
+        delivery = Delivery(
+            message_id=message_id,
+            customer_id=customer_id,
+            channel=channel,
+            account=account,
+            address=address,
+            purpose=purpose,
+            status=DeliveryStatus.queued,
+            payload=dict(payload),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(delivery)
+        await session.flush()
+        assert delivery.id is not None
+        return delivery.id
 
     async def stage(
         self,
@@ -238,6 +287,9 @@ class Outbox:
         session.add_all(deliveries)
         await session.flush()
         ids = tuple(d.id for d in deliveries if d.id is not None)
+        also: list[int] = []
+        for hook in self._stage_hooks:
+            also.extend(await hook(session, message, target))
         log.info(
             "outbox.queued",
             extra={
@@ -249,7 +301,7 @@ class Outbox:
             },
         )
         delay = (not_before - now).total_seconds() if not_before is not None else 0.0
-        return Enqueued(message.id, ids, max(0.0, delay))
+        return Enqueued(message.id, ids, max(0.0, delay), tuple(also))
 
     async def _put(self, delivery_id: int, delay: float = 0.0) -> None:
         try:

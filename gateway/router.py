@@ -95,6 +95,9 @@ class Arrival:
 
 
 Answerer = Callable[[Arrival], Awaitable[None]]
+StoredHook = Callable[[AsyncSession, Arrival], Awaitable[Sequence[Enqueued]]]
+"""Told of a stored inbound message inside its transaction, before anyone answers
+(the managers' mirror); what it stages is released after the commit."""
 
 
 class BotAnswerer(Protocol):
@@ -125,6 +128,11 @@ class Router:
         self._bot: BotAnswerer | None = None
         self._people: Answerer | None = None
         self._observers: list[Answerer] = []
+        self._stored_hooks: list[StoredHook] = []
+
+    def on_stored(self, hook: StoredHook) -> None:
+        """Call `hook` in the transaction of every stored inbound message."""
+        self._stored_hooks.append(hook)
 
     def answer_with(
         self, *, bot: BotAnswerer | None = None, people: Answerer | None = None
@@ -174,14 +182,16 @@ class Router:
             if stored is None:
                 return
             arrival, conversation, customer = stored
+            for hook in self._stored_hooks:
+                staged.extend(await hook(session, arrival))
             keyword = message.meta.get("sms_keyword")
             # Out-of-office replies and the like are stored, never answered.
             answering = arrival.mode == ConversationMode.bot and not message.auto_reply
             if keyword in KEYWORD_REPLIES and self._outbox is not None:
                 # STOP/START work whoever owns the conversation, and are always confirmed.
-                staged = [await self._opt(session, arrival, str(keyword))]
+                staged.append(await self._opt(session, arrival, str(keyword)))
             elif self._bot is not None and answering:
-                staged = await self._bot.answer(session, arrival, conversation, customer)
+                staged.extend(await self._bot.answer(session, arrival, conversation, customer))
         releaser = self._outbox or self._bot
         if staged and releaser is not None:
             await releaser.release(*staged)

@@ -1,7 +1,14 @@
-"""Conversations: each customer's one dialogue across channels."""
+"""Conversations: each customer's one dialogue across channels.
+
+Who may speak into a conversation is decided by its mode, in one place:
+`person_owns(mode)` is True while a manager owns it (mode "manager"); then the
+bot stays silent and no flow may send it a marketing message. Flows call it
+before every send; it costs nothing but a look at the row they already hold.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +20,15 @@ from storage.errors import NotFound
 from storage.inserts import dialect_name
 from storage.models import Conversation, ConversationMode, Customer, utcnow
 
-__all__ = ["Conversations", "lock_customers"]
+__all__ = ["Conversations", "lock_customers", "person_owns"]
+
+# What GET /api/conversations?status= takes: each mode, plus "open" (anything not closed).
+STATUSES = frozenset({*(m.value for m in ConversationMode), "open"})
+
+
+def person_owns(mode: str) -> bool:
+    """Whether a manager owns the conversation: no bot or marketing message goes into it."""
+    return mode == ConversationMode.manager
 
 
 class Conversations:
@@ -63,6 +78,85 @@ class Conversations:
         conversation.updated_at = utcnow()
         await self.session.flush()
         return conversation
+
+    async def by_topic(self, topic_id: int) -> Conversation | None:
+        """The conversation whose managers' topic has this message_thread_id."""
+        result = await self.session.scalars(
+            sa.select(Conversation)
+            .where(col(Conversation.topic_id) == topic_id)
+            .order_by(col(Conversation.id).desc())
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
+        return result.first()
+
+    async def listing(
+        self,
+        *,
+        status: str | None = None,
+        assignee_id: int | None = None,
+        limit: int = 50,
+        after: int | None = None,
+    ) -> list[Conversation]:
+        """Live conversations, newest activity first; filtered by mode and assignee."""
+        stmt = sa.select(Conversation).where(col(Conversation.merged_into_id).is_(None))
+        if status == "open":
+            stmt = stmt.where(col(Conversation.mode) != ConversationMode.closed)
+        elif status is not None:
+            if status not in STATUSES:
+                raise ValueError(f"status must be one of {sorted(STATUSES)}, not {status!r}")
+            stmt = stmt.where(col(Conversation.mode) == status)
+        if assignee_id is not None:
+            stmt = stmt.where(col(Conversation.assignee_id) == assignee_id)
+        if after is not None:
+            stmt = stmt.where(col(Conversation.id) < after)
+        stmt = stmt.order_by(col(Conversation.id).desc()).limit(max(1, min(limit, 500)))
+        return list(await self.session.scalars(stmt))
+
+    async def open_desk(self, conversation_id: int, now: datetime) -> bool:
+        """Mark the conversation as the managers' from now on; True for the one caller
+        that did it (a compare-and-set, so two quick messages open one topic)."""
+        result = await self.session.execute(
+            sa.update(Conversation)
+            .where(
+                col(Conversation.id) == conversation_id,
+                col(Conversation.desk_opened_at).is_(None),
+            )
+            .values(desk_opened_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def swap_topic(self, conversation_id: int, old: int | None, new: int | None) -> bool:
+        """Set the topic id only if it still is `old` (compare-and-set); True if set."""
+        current = col(Conversation.topic_id)
+        result = await self.session.execute(
+            sa.update(Conversation)
+            .where(
+                col(Conversation.id) == conversation_id,
+                current.is_(None) if old is None else current == old,
+            )
+            .values(topic_id=new)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def unanswered(self, waiting_before: datetime, limit: int = 100) -> list[Conversation]:
+        """Waiting conversations nobody took since `waiting_before`, not yet reminded of."""
+        stmt = (
+            sa.select(Conversation)
+            .where(
+                col(Conversation.mode) == ConversationMode.waiting,
+                col(Conversation.waiting_since) <= waiting_before,
+                sa.or_(
+                    col(Conversation.reminded_at).is_(None),
+                    col(Conversation.reminded_at) < col(Conversation.waiting_since),
+                ),
+            )
+            .order_by(col(Conversation.waiting_since))
+            .limit(limit)
+        )
+        return list(await self.session.scalars(stmt))
 
     async def _live(self, customer_id: int) -> Conversation | None:
         result = await self.session.scalars(

@@ -211,7 +211,8 @@ def _new_key(new: NewMessage) -> tuple[str, str, str | None]:
 def _items() -> sa.Select[Any]:
     status = (
         sa.select(col(Delivery.status))
-        .where(col(Delivery.message_id) == col(Message.id))
+        # The managers' copies (purpose "desk") say nothing of the customer's delivery.
+        .where(col(Delivery.message_id) == col(Message.id), col(Delivery.purpose) != "desk")
         .order_by(col(Delivery.id).desc())
         .limit(1)
         .correlate(Message)

@@ -72,6 +72,11 @@ class TelegramBot:
         )
 
     @property
+    def bot(self) -> Bot:
+        """The aiogram Bot, for the managers' group side of the same bot."""
+        return self._bot
+
+    @property
     def webhook_url(self) -> str | None:
         """Where Telegram is told to POST updates (webhook mode)."""
         return None if self._public_url is None else self._public_url + PATH

@@ -193,6 +193,10 @@ class TelegramEvents:
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(self._router())
 
+    def handle_groups(self, handler: GroupHandler) -> None:
+        """Give group messages to `handler` (the managers' group bot)."""
+        self._group_handler = handler
+
     def _router(self) -> Router:
         router = Router(name=f"telegram-{self.account}")
         router.message.register(self._private_message, F.chat.type == "private")
