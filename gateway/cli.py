@@ -98,6 +98,52 @@ def _flows_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flows_stats(args: argparse.Namespace) -> int:
+    """Print a flow's funnel per step, channel and variant, and its A/B results."""
+    from flows.stats import Stats, render_stats
+    from storage.db import Database
+
+    settings = _settings()
+
+    async def go() -> str | None:
+        db = Database(settings.database_url)
+        try:
+            stats = await Stats(db).flow(args.name)
+        finally:
+            await db.aclose()
+        return render_stats(stats) if stats.runs else None
+
+    table = asyncio.run(go())
+    if table is None:
+        print(f"chatgate: no runs of flow {args.name!r}", file=sys.stderr)
+        return 1
+    print(table)
+    return 0
+
+
+def _broadcast_status(args: argparse.Namespace) -> int:
+    """Print a broadcast's progress bar, read from the configured database."""
+    from flows.broadcasts import read_progress, render_progress
+    from storage.db import Database
+
+    settings = _settings()
+
+    async def go() -> str | None:
+        db = Database(settings.database_url)
+        try:
+            progress = await read_progress(db, args.id)
+        finally:
+            await db.aclose()
+        return None if progress is None else render_progress(progress)
+
+    text = asyncio.run(go())
+    if text is None:
+        print(f"chatgate: no broadcast {args.id}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatgate", description="Chatbot-first messenger gateway."
@@ -117,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
         "directory", nargs="?", help="the flows folder (default: CHATGATE_FLOWS_DIR)"
     )
     check.set_defaults(handler=_flows_check)
+    stats = flow_commands.add_parser("stats", help="a flow's funnel and A/B results")
+    stats.add_argument("name", help="the flow's name")
+    stats.set_defaults(handler=_flows_stats)
+    broadcast = commands.add_parser("broadcast", help="broadcasts: progress")
+    broadcast_commands = broadcast.add_subparsers(
+        dest="broadcast_command", required=True, metavar="COMMAND"
+    )
+    status = broadcast_commands.add_parser("status", help="a broadcast's progress bar")
+    status.add_argument("id", type=int, help="the broadcast's id")
+    status.set_defaults(handler=_broadcast_status)
     return parser
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.api import broadcasts as broadcast_routes
 from gateway.api import customers, erasure, events, merges
+from gateway.api import flows as flow_routes
 from gateway.api.auth import auth_middleware
 from gateway.api.errors import error_middleware
 from gateway.api.openapi import with_openapi
@@ -26,7 +28,14 @@ VERSION = "1.0.0"
 def api_routes() -> list[Route]:
     """Every API endpoint, the OpenAPI document's own included."""
     return with_openapi(
-        [*customers.routes, *merges.routes, *erasure.routes, *events.routes],
+        [
+            *customers.routes,
+            *merges.routes,
+            *erasure.routes,
+            *events.routes,
+            *flow_routes.routes,
+            *broadcast_routes.routes,
+        ],
         title="chatgate API",
         version=VERSION,
     )

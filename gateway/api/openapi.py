@@ -25,6 +25,7 @@ ERRORS = {
     409: "Conflicts with what is stored",
     422: "Invalid input; `detail` names each field and its problem",
     500: "Unexpected error; logged on the server",
+    503: "Not configured in this deployment (flows need CHATGATE_FLOWS_DIR)",
 }
 
 
