@@ -58,6 +58,10 @@ sms:
   text: "Корзина {{ event.data.cart_id }} ждёт вас"
 """
 
+OFFER_TEMPLATE = """\
+text: "Скидка 10% для {{ customer.name }}"
+"""
+
 CART_FLOW = """\
 name: abandoned_cart
 purpose: marketing
@@ -275,7 +279,7 @@ async def make_world(
     router = Router(db, clock=clock, outbox=outbox)
     folder = FlowFolder(
         root,
-        templates if templates is not None else {"cart": CART_TEMPLATE},
+        templates if templates is not None else {"cart": CART_TEMPLATE, "offer": OFFER_TEMPLATE},
         flows if flows is not None else {"abandoned_cart": CART_FLOW},
     )
     engine = make_engine(db, folder, clock, outbox, caps=caps, quiet=quiet)
