@@ -9,7 +9,7 @@ import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 from alembic.runtime.migration import MigrationContext
@@ -23,6 +23,7 @@ from gateway.broker import make_broker
 from gateway.channels import ChannelAdapter
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
+from gateway.desk import Desk
 from gateway.health import Health, setup_health
 from gateway.lanes import RateLimits
 from gateway.outbox import Outbox
@@ -33,6 +34,9 @@ from gateway.tracking import setup_tracking
 from storage.cursors import Cursors
 from storage.db import Database
 from storage.migrate import alembic_config, upgrade
+
+if TYPE_CHECKING:
+    from bots.telegram import TelegramBot
 
 __all__ = ["App", "NotMigrated", "serve"]
 
@@ -114,6 +118,7 @@ class App:
         self.health.add("database", self.db.ping)
         self.web = web.Application(client_max_size=8 * 1024**2)
         self.services: list[Service] = []
+        self.desk: Desk | None = None  # the managers' group, when configured
         self._runner: web.AppRunner | None = None
         self._stack = AsyncExitStack()
         self._build()
@@ -153,6 +158,7 @@ class App:
                 sink=self.router,
             )
             self._add_channel(telegram)
+            self._add_desk(settings, telegram)
         if channels.vk_token and channels.vk_group_id is not None:
             from bots.vk import VKBot
 
@@ -193,6 +199,8 @@ class App:
                 region=settings.default_region,
             )
         )
+        if self.desk is not None:
+            self.desk.linker = getattr(self, "linker", None)
         if self.sandbox is not None:
             setup_console(
                 self.web,
@@ -204,6 +212,37 @@ class App:
                     mail_address=self.sandbox.mail.shop_address if self.sandbox.mail else None,
                 ),
             )
+
+    def _add_desk(self, settings: Settings, telegram: TelegramBot) -> None:
+        """The managers' group on the same bot: mirror, topics, commands, reminders."""
+        from bots.telegram.managers import DeskAdapter, ManagerAccess, ManagersGroup
+        from gateway.desk import Desk, Mirror, Reminders, TopicBook
+
+        chat_id = settings.managers_chat_id
+        if chat_id is None and self.sandbox is not None:
+            from gateway.sandbox.telegram.desk import sandbox_desk
+
+            chat_id = sandbox_desk(self.sandbox.telegram)
+        if chat_id is None:
+            return
+        mirror = Mirror(self.outbox, chat_id=chat_id, account=telegram.account, clock=self.clock)
+        self.outbox.on_stage(mirror.outbound)
+        self.router.on_stored(mirror.inbound)
+        self.outbox.register(
+            DeskAdapter(telegram.bot, telegram.adapter, TopicBook(self.db), chat_id)
+        )
+        self.desk = Desk(self.db, self.outbox, mirror, clock=self.clock)
+        access = ManagerAccess(telegram.bot, chat_id, settings.manager_ids)
+        telegram.events.handle_groups(ManagersGroup(telegram.bot, self.desk, access, chat_id))
+        self.services.append(
+            Reminders(
+                self.db,
+                self.outbox,
+                mirror,
+                clock=self.clock,
+                after_s=settings.manager_remind_after_s,
+            )
+        )
 
     def _add_sms(self, settings: Settings, provider: str) -> None:
         from gateway.bridge.sms import make_sms_provider, setup_sms_routes
