@@ -31,29 +31,43 @@ CONFIG = ConsoleConfig(
 )
 
 
-def _app(config: ConsoleConfig = CONFIG) -> web.Application:
-    """The console mounted like the composition root does: next to both emulators."""
+def _twilio() -> TwilioEmulator:
+    return TwilioEmulator(
+        account_sid="AC" + "0" * 32,
+        auth_token="token",
+        number=SHOP_NUMBER,
+        sms_url="http://127.0.0.1:9/webhooks/sms/twilio",  # nothing listens: no chatgate here
+        report_delay=0.01,
+    )
+
+
+def _office() -> PostOffice:
+    return PostOffice(
+        shop_address=SHOP_ADDRESS, shop_domain="shop.example", mx_host="127.0.0.1", mx_port=9
+    )
+
+
+def _app(
+    config: ConsoleConfig = CONFIG,
+    *,
+    twilio: TwilioEmulator | None = None,
+    office: PostOffice | None = None,
+) -> web.Application:
+    """The console mounted like the composition root does: next to every emulator."""
     app = web.Application()
     telegram = TelegramEmulator()
     telegram.add_bot(TOKEN, username="shop_bot", first_name="Shop")
     vk = VKEmulator(group_id=GROUP_ID)
     app.add_subapp("/sandbox/telegram", telegram.make_app())
     app.add_subapp("/sandbox/vk", vk.make_app())
-    twilio = TwilioEmulator(
-        account_sid="AC" + "0" * 32,
-        auth_token="token",
-        number=SHOP_NUMBER,
-        sms_url="http://127.0.0.1:9/webhooks/sms/twilio",
-    )
-    office = PostOffice(
-        shop_address=SHOP_ADDRESS, shop_domain="shop.example", mx_host="127.0.0.1", mx_port=9
-    )
-    app.add_subapp("/sandbox/sms", twilio.app)
-    app.add_subapp("/sandbox/mail", office.app)
+    sms = twilio or _twilio()
+    mail = office or _office()
+    app.add_subapp("/sandbox/sms", sms.app)
+    app.add_subapp("/sandbox/mail", mail.app)
 
     async def close(_app: web.Application) -> None:
-        await twilio.aclose()
-        await office.aclose()
+        await sms.aclose()
+        await mail.aclose()
 
     app.on_cleanup.append(close)
     setup_console(app, config=config)
@@ -164,12 +178,52 @@ def test_static_files_ship_as_package_data() -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-async def test_page_renders_both_phones_in_a_browser(tmp_path: Path) -> None:
-    """End to end: headless Chromium runs the script; the DOM shows every pane."""
+PHONE = "+79161234567"
+MAILBOX = "anna@example.org"
+SHOP_MAIL = b"""\
+From: Shop <support@shop.example>
+To: anna@example.org
+Reply-To: reply+c42@shop.example
+Subject: =?utf-8?b?0JLQsNGIINC30LDQutCw0Lcg0YHQvtCx0YDQsNC9?=
+Message-ID: <chatgate.7.abc@shop.example>
+In-Reply-To: <q1@example.org>
+List-Unsubscribe: <https://shop.example/unsubscribe/7.sig>
+List-Unsubscribe-Post: List-Unsubscribe=One-Click
+MIME-Version: 1.0
+Content-Type: multipart/alternative; boundary="b"
+
+--b
+Content-Type: text/plain; charset=utf-8
+
+Track it: https://shop.example/t/c/7
+--b
+Content-Type: text/html; charset=utf-8
+
+<p>Track it: <a href="https://shop.example/t/c/7">parcel</a></p>
+--b--
+"""
+
+
+async def test_page_renders_every_pane_in_a_browser(tmp_path: Path) -> None:
+    """End to end: headless Chromium runs the scripts as a customer from the URL.
+
+    The SMS phone shows what the shop sent it and what it texted (here refused:
+    no chatgate listens), the mailbox shows the shop's mail with its threading
+    and unsubscribe headers and the HTML part in a script-less frame.
+    """
     if CHROMIUM is None:
         service_missing("Chromium", FileNotFoundError("chromium is not installed"))
     assert CHROMIUM is not None
-    runner = web.AppRunner(_app(), shutdown_timeout=1)
+    twilio, office = _twilio(), _office()
+    twilio.accept({"To": PHONE, "From": SHOP_NUMBER, "Body": "Ваш код: 4321"})
+    await twilio.text_from(PHONE, "Спасибо!")
+    office.mailboxes.file(
+        SHOP_MAIL.replace(b"\n", b"\r\n"),
+        mailbox=MAILBOX,
+        folder="inbox",
+        envelope_from="bounce+7-x@shop.example",
+    )
+    runner = web.AppRunner(_app(twilio=twilio, office=office), shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -188,7 +242,7 @@ async def test_page_renders_both_phones_in_a_browser(tmp_path: Path) -> None:
             f"--user-data-dir={tmp_path}",
             "--virtual-time-budget=3000",
             "--dump-dom",
-            f"http://{host}:{port}/sandbox/",
+            f"http://{host}:{port}/sandbox/?name=Anna+Petrova&phone=%2B79161234567&email={MAILBOX}",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -196,5 +250,18 @@ async def test_page_renders_both_phones_in_a_browser(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     html = dom.decode()
-    for pane in ("telegram", "vk", "history"):
+    for pane in ("telegram", "vk", "sms", "mail", "history"):
         assert f'data-pane="{pane}"' in html
+    sms = html.split('data-pane="sms"', 1)[1].split('data-pane="', 1)[0]
+    assert f"you: Anna Petrova · {PHONE}" in sms
+    assert "Ваш код: 4321" in sms
+    assert "Спасибо!" in sms
+    assert "chatgate answered nothing" in sms  # the refused webhook is shown, not hidden
+    mail = html.split('data-pane="mail"', 1)[1].split('data-pane="', 1)[0]
+    assert f"Mail · {MAILBOX}" in mail
+    assert "Ваш заказ собран" in mail  # the encoded-word subject, decoded
+    assert "reply+c42@shop.example" in mail
+    assert "&lt;q1@example.org&gt;" in mail  # In-Reply-To among the headers
+    assert "Unsubscribe (one-click)" in mail
+    assert 'class="mail-html"' in mail
+    assert "shop.example/t/c/7" in mail

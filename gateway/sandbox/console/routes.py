@@ -21,6 +21,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 STATIC_FILES: dict[str, str] = {
     "index.html": "text/html; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "sms.js": "text/javascript; charset=utf-8",
+    "mail.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
 }
 # A developer editing the console wants a reload to show the edit.

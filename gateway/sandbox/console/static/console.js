@@ -3,8 +3,9 @@
 // Plain browser JavaScript, no build step. Each pane is one factory function
 // (telegramPane, vkPane, historyPane) registered in PANE_TYPES; a pane returns
 // {el, refresh(), setPersona(persona)} and the shell polls refresh() about once a second.
-// Adding a channel (SMS phone, mailbox, managers' group) means writing one more
-// factory and one more PANE_TYPES entry.
+// Panes in other files (sms.js, mail.js, managers.js) use the helpers this file
+// exports as window.chatgateConsole and add themselves with registerPane(); the
+// shell starts once every script has run (DOMContentLoaded).
 "use strict";
 
 (() => {
@@ -153,8 +154,9 @@
 
   // ---------------------------------------------------------------- test customers
 
-  // A persona is the person the console plays: {key, name, phone, customerId,
-  // telegram: {userId} | null, vk: {userId} | null}. Kept in localStorage so a
+  // A persona is the person the console plays: {key, name, phone, email, customerId,
+  // telegram: {userId} | null, vk: {userId} | null}; the phone is their SMS phone,
+  // the email their sandbox mailbox. Kept in localStorage so a
   // reload (or a restarted server) brings the same people back.
   const STORE_KEY = "chatgate.console.personas";
   const personas = {
@@ -175,6 +177,23 @@
   function splitName(name) {
     const [first, ...rest] = name.trim().split(/\s+/);
     return {first: first || "Test", last: rest.join(" ") || null};
+  }
+
+  /** A Russian mobile number nobody has: +7 9xx in the range operators leave unused. */
+  function madeUpPhone() {
+    return `+7999${String(Math.floor(Math.random() * 1e7)).padStart(7, "0")}`;
+  }
+
+  function madeUpEmail() {
+    return `customer${Math.floor(1000 + Math.random() * 9000)}@example.org`;
+  }
+
+  /** The phone as chatgate stores it: E.164 digits with "+" (a leading 8 is Russia's 7). */
+  function normalPhone(raw) {
+    let digits = String(raw).replace(/[^\d]/g, "");
+    if (digits.length === 11 && digits.startsWith("8")) digits = `7${digits.slice(1)}`;
+    if (digits.length === 10 && !String(raw).trim().startsWith("+")) digits = `7${digits}`;
+    return `+${digits}`;
   }
 
   // ---------------------------------------------------------------- phone frame
@@ -611,13 +630,15 @@
         keys.push({channel: "telegram", address: String(persona.telegram.userId)});
       }
       if (persona.vk && ctx.config.vk) keys.push({channel: "vk", address: String(persona.vk.userId)});
+      if (persona.phone && ctx.config.sms) keys.push({channel: "sms", address: normalPhone(persona.phone)});
+      if (persona.email && ctx.config.mail) keys.push({channel: "email", address: persona.email.toLowerCase()});
       return keys;
     }
 
     /** The customers chatgate stored for the persona's accounts, found by name and phone. */
     async function lookup() {
       const wanted = identityOf(persona);
-      const probes = [persona.name, persona.phone].filter(Boolean);
+      const probes = [persona.name, persona.phone, persona.email].filter(Boolean);
       const found = new Map();
       for (const q of probes) {
         const {items} = await ctx.api.get("/customers", {q, limit: 20});
@@ -736,10 +757,11 @@
     const search = h("input", {type: "search", placeholder: "Search customers by name, phone, email…", "aria-label": "search customers"});
     const results = h("div", {class: "results"});
     const nameInput = h("input", {type: "text", placeholder: "Name", "aria-label": "new customer name"});
-    const phoneInput = h("input", {type: "tel", placeholder: "+79001234567 (optional)", "aria-label": "new customer phone"});
+    const phoneInput = h("input", {type: "tel", placeholder: "+79001234567 (made up if empty)", "aria-label": "new customer phone"});
+    const emailInput = h("input", {type: "email", placeholder: "name@example.org (made up if empty)", "aria-label": "new customer email"});
     const create = h("form", {class: "create", onsubmit: (e) => { e.preventDefault(); createPersona(); }},
-      h("div", {class: "section-title"}, "New test customer (a Telegram and a VK user)"),
-      nameInput, phoneInput, h("button", {class: "primary", type: "submit"}, "Create"));
+      h("div", {class: "section-title"}, "New test customer (Telegram and VK users, a phone, a mailbox)"),
+      nameInput, phoneInput, emailInput, h("button", {class: "primary", type: "submit"}, "Create"));
     const dropdown = h("div", {class: "dropdown", hidden: true}, search, results, create);
     root.replaceChildren(h("span", {class: "label"}, "Customer"), current, dropdown);
 
@@ -797,7 +819,8 @@
         ctx.choose({
           key: existing ? existing.key : `c${profile.id}`,
           name: profile.name || `Customer ${profile.id}`,
-          phone: profile.phone,
+          phone: profile.phone || (profile.identities.find((i) => i.channel === "sms") || {}).address || null,
+          email: profile.email || (profile.identities.find((i) => i.channel === "email") || {}).address || null,
           customerId: profile.id,
           telegram: ctx.config.telegram ? pick("telegram", ctx.tgBotId) : null,
           vk: ctx.config.vk ? pick("vk", ctx.config.vk.group_id) : null,
@@ -807,12 +830,13 @@
       }
     }
 
-    async function createPersona() {
-      const name = nameInput.value.trim() || "Test Customer";
-      const phone = phoneInput.value.trim() || null;
+    async function createPersona(given = null) {
+      const name = (given ? given.name : nameInput.value).trim() || "Test Customer";
+      const phone = (given ? given.phone : phoneInput.value.trim()) || (ctx.config.sms ? madeUpPhone() : null);
+      const email = ((given ? given.email : emailInput.value) || "").trim().toLowerCase() || (ctx.config.mail ? madeUpEmail() : null);
       const {first, last} = splitName(name);
       try {
-        const persona = {key: `p${Date.now()}`, name, phone, customerId: null, telegram: null, vk: null};
+        const persona = {key: given ? given.key : `p${Date.now()}`, name, phone, email, customerId: null, telegram: null, vk: null};
         if (ctx.config.telegram) {
           const tg = telegramControl(ctx.config.telegram);
           const user = await tg.post("/users", {first_name: first, last_name: last, phone});
@@ -824,6 +848,7 @@
         }
         nameInput.value = "";
         phoneInput.value = "";
+        emailInput.value = "";
         open(false);
         ctx.choose(persona);
         toast(`${name} created`);
@@ -833,10 +858,24 @@
     }
 
     return {
+      createPersona,
       show(persona) {
         current.textContent = describe(persona);
       },
     };
+  }
+
+  /** `?name=&phone=&email=` opens the console as that customer (made once, then reused). */
+  async function personaFromUrl(picker) {
+    const params = new URLSearchParams(window.location.search);
+    const phone = params.get("phone");
+    const email = params.get("email");
+    if (!phone && !email) return null;
+    const key = `url:${phone || ""}:${(email || "").toLowerCase()}`;
+    const known = personas.all().find((p) => p.key === key);
+    if (known) return known;
+    await picker.createPersona({key, name: params.get("name") || "Test Customer", phone, email});
+    return personas.current();
   }
 
   // ---------------------------------------------------------------- the shell
@@ -847,6 +886,17 @@
     {type: "vk", enabled: (config) => Boolean(config.vk), create: vkPane},
     {type: "history", enabled: () => true, create: historyPane},
   ];
+
+  /** Add a pane type from another script, before the type named `before` (else last). */
+  function registerPane(spec, before = null) {
+    const at = PANE_TYPES.findIndex((t) => t.type === before);
+    PANE_TYPES.splice(at < 0 ? PANE_TYPES.length : at, 0, spec);
+  }
+
+  window.chatgateConsole = {
+    h, safeHtml, stamp, clock, toast, replaceFeed, requestJson, query, HttpError, splitName,
+    normalPhone, phoneFrame, menuButton, action, emptyState, personas, registerPane, CHANNEL_LABELS,
+  };
 
   async function main() {
     const config = await requestJson("config");
@@ -885,7 +935,7 @@
     const panes = PANE_TYPES.filter((t) => t.enabled(config)).map((t) => t.create(ctx));
     document.getElementById("panes").replaceChildren(...panes.map((p) => p.el));
 
-    const persona = personas.current();
+    const persona = (await personaFromUrl(picker)) || personas.current();
     picker.show(persona);
     for (const pane of panes) pane.setPersona(persona);
 
@@ -906,7 +956,8 @@
     tick();
   }
 
-  main().catch((err) => {
+  // Pane scripts after this one register themselves first; then the shell starts.
+  document.addEventListener("DOMContentLoaded", () => main().catch((err) => {
     document.getElementById("panes").replaceChildren(h("p", {class: "fatal"}, `The console could not start: ${err.message}`));
-  });
+  }));
 })();
