@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from jinja2 import StrictUndefined, TemplateError
@@ -36,12 +37,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from flows.attribution import credit
+from flows.caps import Caps
 from flows.cascade import Cascade, ClickTracking, Renderer
 from flows.policies import Policies
-from flows.quiet_hours import next_local_time
+from flows.quiet_hours import QuietHours, next_local_time
 from flows.runs import LIVE, WATCHED, FlowRuns
 from flows.spec import Branch, Exit, Flow, Goal, Jump, Send, Split, Wait
 from gateway.clock import Clock
+from gateway.config import Settings
 from gateway.outbox import Enqueued, Outbox
 from storage.cursors import Cursors
 from storage.db import Database
@@ -119,6 +122,22 @@ class FlowEngine:
         self._keys = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
         self._task: asyncio.Task[None] | None = None
         self._cursor = Cursors(db)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, db: Database, outbox: Outbox, flows: FlowSource, *, clock: Clock
+    ) -> FlowEngine:
+        """The engine the settings describe: quiet hours, caps, zone, click tracking."""
+        policies = Policies(
+            quiet_hours=QuietHours.parse(settings.quiet_hours),
+            caps=Caps(per_day=settings.marketing_cap_day, per_week=settings.marketing_cap_week),
+            default_zone=ZoneInfo(settings.default_timezone or settings.timezone),
+        )
+        tracking = None
+        if settings.email_secret:
+            # The tracking routes are mounted exactly when this secret is set.
+            tracking = ClickTracking(settings.base_url, settings.email_secret)
+        return cls(db, outbox, flows, clock=clock, policies=policies, tracking=tracking)
 
     # ------------------------------------------------------------ lifecycle
 

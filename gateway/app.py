@@ -17,8 +17,11 @@ from alembic.script import ScriptDirectory
 
 from bots.dialog import Dialog, load_script
 from bots.dialog.responder import BotResponder
+from flows.engine import FlowEngine
 from flows.loader import load_flows
+from gateway.api import API_APP as API_SUBAPP
 from gateway.api import setup_api
+from gateway.api.events import EVENT_LISTENERS, EventListener
 from gateway.broker import make_broker
 from gateway.channels import ChannelAdapter
 from gateway.clock import Clock, SystemClock
@@ -190,6 +193,13 @@ class App:
         self.dialog = Dialog(load_script(settings.dialog_script or DEFAULT_SCRIPT))
         # An invalid flow stops the start (FlowErrors names each file and line).
         self.flows = load_flows(settings.flows_dir)
+        self.flow_engine = FlowEngine.from_settings(
+            settings, self.db, self.outbox, self.flows, clock=self.clock
+        )
+        self.services.append(self.flow_engine)
+        # POST /api/events hands each new event to the engine once it is stored.
+        listeners: list[EventListener] = [self.flow_engine.on_event]
+        self.web[API_SUBAPP][EVENT_LISTENERS] = listeners
         self.router.answer_with(
             bot=BotResponder(
                 self.db,

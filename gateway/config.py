@@ -61,6 +61,31 @@ class Settings(BaseSettings):
     dialog_script: str | None = None  # path to a dialog YAML; the shipped shop script if unset
     # The folder of flow YAML files (+ templates/); the shipped examples if unset.
     flows_dir: str = str(SHIPPED_FLOWS)
+    # Flow sends: the customers' zone when theirs is unknown (the company's if unset),
+    # quiet hours in the customer's zone, and marketing caps per customer across flows.
+    default_timezone: str | None = None
+    quiet_hours: str = "21:00-09:00"
+    marketing_cap_day: int | None = Field(2, ge=0)
+    marketing_cap_week: int | None = Field(5, ge=0)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_window(cls, value: str) -> str:
+        from flows.quiet_hours import QuietHours
+
+        QuietHours.parse(value)  # a ValueError names the expected form
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_default_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Moscow") from None
+        return value
 
     telegram_token: str | None = None
     telegram_api_url: str = "https://api.telegram.org"

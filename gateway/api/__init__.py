@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import broadcasts as broadcast_routes
-from gateway.api import customers, erasure, events, merges
+from gateway.api import customers, erasure, events, flows_customer, merges
 from gateway.api import flows as flow_routes
 from gateway.api.auth import auth_middleware
 from gateway.api.errors import error_middleware
@@ -35,6 +35,7 @@ def api_routes() -> list[Route]:
             *events.routes,
             *flow_routes.routes,
             *broadcast_routes.routes,
+            *flows_customer.routes,
         ],
         title="chatgate API",
         version=VERSION,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +19,13 @@ from storage.errors import Conflict, InvalidAddress
 from storage.events import Events
 from storage.models import Customer
 
-__all__ = ["routes"]
+__all__ = ["EVENT_LISTENERS", "EventListener", "routes"]
+
+log = logging.getLogger("chatgate.api")
+
+EventListener = Callable[[int], Awaitable[None]]
+# Told the id of each newly stored event once it is committed (the flow engine).
+EVENT_LISTENERS = web.AppKey("chatgate_event_listeners", list[EventListener])
 
 
 async def _customer(session: AsyncSession, ref: CustomerRef, region: str) -> Customer:
@@ -58,6 +67,14 @@ async def record_event(request: web.Request) -> web.Response:
         )
         assert event.id is not None
         out = EventOut(id=event.id, customer_id=event.customer_id, duplicate=not created)
+    if created:
+        # After the commit: the flow engine starts runs, cancels, credits goals. Its
+        # cursor catches up on an event whose call here was lost to a crash.
+        for listener in request.config_dict.get(EVENT_LISTENERS, ()):
+            try:
+                await listener(event.id)
+            except Exception:
+                log.exception("api.event_listener_failed", extra={"event": event.id})
     return json_reply(out, status=202)
 
 
