@@ -372,9 +372,9 @@ class Broadcasts:
             broadcast = await self._changeable(session, broadcast_id, "cancel")
             now = self.clock.now()
             reason = f"broadcast {broadcast_id} cancelled"
-            runs = sa.select(col(FlowRun.id)).where(
-                col(FlowRun.broadcast_id) == broadcast_id, col(FlowRun.status).in_(LIVE)
-            )
+            # Every run of it, ended ones too: a run whose last step sent is done,
+            # while its message may still wait in the outbox.
+            runs = sa.select(col(FlowRun.id)).where(col(FlowRun.broadcast_id) == broadcast_id)
             queued = sa.select(col(FlowStep.delivery_id)).where(
                 col(FlowStep.run_id).in_(runs), col(FlowStep.delivery_id).is_not(None)
             )
