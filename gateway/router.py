@@ -19,6 +19,7 @@ from sqlmodel import col
 from gateway.channels import Inbound, Signal
 from gateway.clock import Clock, SystemClock
 from gateway.outbox import Enqueued, Outbox, Target
+from gateway.stop_commands import COMMAND_CHANNELS, apply_stop_command, stop_command
 from storage.conversations import Conversations
 from storage.customers import ConsentIn, Customers
 from storage.db import Database
@@ -184,7 +185,9 @@ class Router:
             arrival, conversation, customer = stored
             for hook in self._stored_hooks:
                 staged.extend(await hook(session, arrival))
-            keyword = message.meta.get("sms_keyword")
+            keyword = message.meta.get("sms_keyword") or await stop_command(
+                session, message, arrival.customer_id
+            )
             # Out-of-office replies and the like are stored, never answered.
             answering = arrival.mode == ConversationMode.bot and not message.auto_reply
             if keyword in KEYWORD_REPLIES and self._outbox is not None:
@@ -211,10 +214,16 @@ class Router:
             ),
         )
         log.info("router.consent", extra={"customer": arrival.customer_id, "keyword": keyword})
+        reply = KEYWORD_REPLIES[keyword]
+        if inbound.channel in COMMAND_CHANNELS:
+            # /stop and /start in a messenger cover transactional messages too.
+            reply = await apply_stop_command(
+                session, arrival.customer_id, inbound.channel, keyword
+            )
         return await self._outbox.stage(
             session,
             arrival.reply_target(),
-            text=KEYWORD_REPLIES[keyword],
+            text=reply,
             author=Author.system,
             purpose="transactional",
         )
