@@ -341,11 +341,12 @@ def _load_one(
     try:
         spec = FlowSpec.model_validate(data)
     except ValidationError as exc:
-        return None, lines.errors + _shape_errors(exc, lines)
+        return None, sorted(lines.errors + _shape_errors(exc, lines), key=lambda e: e.line)
     flow = compile_flow(spec, version="", source=text, path=str(path), lines=lines.lines)
     check = _FlowCheck(spec, flow, lines, templates)
     check.run(path.stem)
-    errors = lines.errors + check.errors + check.template_errors
+    own = sorted(lines.errors + check.errors, key=lambda e: e.line)
+    errors = own + sorted(check.template_errors, key=lambda e: (e.path, e.line))
     if errors:
         return None, errors
     flow = compile_flow(

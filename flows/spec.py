@@ -180,11 +180,11 @@ class WaitSpec(_Spec):
 
     @model_validator(mode="after")
     def _one_kind(self) -> WaitSpec:
+        if self.before is not None and self.until is None:
+            raise ValueError("`before` only goes with `until`")
         kinds = [k for k in ("duration", "until", "until_local") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError("wait for a duration, `until` a time in the context, or `until_local`")
-        if self.before is not None and self.until is None:
-            raise ValueError("`before` only goes with `until`")
         return self
 
 

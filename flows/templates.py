@@ -128,6 +128,8 @@ class _Source:
 
 def _first_lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
     """File line of each scalar's first template line (block scalars start below the key)."""
+    if path and not isinstance(node, yaml.ScalarNode):
+        out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             _first_lines(value, f"{path}.{key.value}" if path else str(key.value), out)
@@ -354,14 +356,22 @@ class Templates:
         return tuple(out)
 
     def problems(
-        self, name: str, context: Mapping[str, Any], channels: Iterable[str] = CHANNEL_PARTS
+        self, name: str, context: Mapping[str, Any], channels: Iterable[str] | None = None
     ) -> list[TemplateProblem]:
-        """Everything wrong with rendering `name` on `channels` with a sample context."""
+        """Everything wrong with rendering `name` on `channels` with a sample context.
+
+        Without `channels`: every channel the file can serve (email only when it
+        has an `email` part, since an email needs a subject).
+        """
         template = self._templates.get(name)
         if template is None:
             return [TemplateProblem(name, f"templates/{name}.yaml", 1, "", "no such template")]
         if template.problems:
             return list(template.problems)
+        if channels is None:
+            assert template.spec is not None
+            has_email = template.spec.email is not None
+            channels = [c for c in CHANNEL_PARTS if c != "email" or has_email]
         found: list[TemplateProblem] = []
         for channel in channels:
             try:
@@ -378,9 +388,11 @@ class Templates:
                     found.append(problem)
         return found
 
-    def check(self, name: str, sample_context: Mapping[str, Any]) -> list[str]:
+    def check(
+        self, name: str, sample_context: Mapping[str, Any], channels: Iterable[str] | None = None
+    ) -> list[str]:
         """`problems` as `file:line: part: message` lines, for `chatgate flows check`."""
-        return [str(problem) for problem in self.problems(name, sample_context)]
+        return [str(problem) for problem in self.problems(name, sample_context, channels)]
 
 
 def render_text(source: str, context: Mapping[str, Any]) -> str:
