@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import signal
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib.resources import files
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,6 +25,7 @@ from flows.loader import load_flows
 from gateway.api import API_APP as API_SUBAPP
 from gateway.api import setup_api
 from gateway.api.events import EVENT_LISTENERS, EventListener
+from gateway.api.state import API_APP, LINKER
 from gateway.broker import make_broker
 from gateway.channels import ChannelAdapter
 from gateway.clock import Clock, SystemClock
@@ -29,13 +33,16 @@ from gateway.config import Settings
 from gateway.desk import Desk
 from gateway.health import Health, setup_health
 from gateway.lanes import RateLimits
+from gateway.linking import ContinuationChannels, Linker
 from gateway.outbox import Outbox
 from gateway.router import Router
 from gateway.sandbox.console import ConsoleConfig, setup_console
 from gateway.sandbox.platforms import SandboxPlatforms
 from gateway.tracking import setup_tracking
+from storage.addresses import normalize_phone
 from storage.cursors import Cursors
 from storage.db import Database
+from storage.errors import InvalidAddress
 from storage.migrate import alembic_config, upgrade
 
 if TYPE_CHECKING:
@@ -149,6 +156,7 @@ class App:
             self.sandbox.mount(self.web)
             if self.sandbox.mail is not None:
                 self.services.append(self.sandbox.mail)
+        self.telegram: TelegramBot | None = None
         if channels.telegram_token:
             from bots.telegram import TelegramBot
 
@@ -161,6 +169,7 @@ class App:
                 sink=self.router,
             )
             self._add_channel(telegram)
+            self.telegram = telegram
             self._add_desk(settings, telegram)
         if channels.vk_token and channels.vk_group_id is not None:
             from bots.vk import VKBot
@@ -200,6 +209,10 @@ class App:
         # POST /api/events hands each new event to the engine once it is stored.
         listeners: list[EventListener] = [self.flow_engine.on_event]
         self.web[API_SUBAPP][EVENT_LISTENERS] = listeners
+        self.linker = self._linker(settings, channels.vk_group_id)
+        self.router.link_with(self.linker)
+        self.web[API_APP][LINKER] = self.linker  # POST /api/customers/{id}/link
+        self.services.append(self.linker)
         self.router.answer_with(
             bot=BotResponder(
                 self.db,
@@ -207,6 +220,7 @@ class App:
                 self.dialog,
                 clock=self.clock,
                 region=settings.default_region,
+                codes=self.linker,
             )
         )
         if self.desk is not None:
@@ -252,6 +266,30 @@ class App:
                 clock=self.clock,
                 after_s=settings.manager_remind_after_s,
             )
+        )
+
+    def _linker(self, settings: Settings, vk_group_id: int | None) -> Linker:
+        """Linking on proof, with a link into every channel this process receives on."""
+        accounts = {channel: account for channel, account in self.outbox.adapters}
+        sms_number = None
+        if "sms" in accounts:
+            # An alphanumeric sender name cannot be texted back: no SMS link then.
+            with contextlib.suppress(InvalidAddress):
+                sms_number = normalize_phone(accounts["sms"], settings.default_region)
+        telegram = self.telegram
+        return Linker(
+            self.outbox,
+            clock=self.clock,
+            channels=ContinuationChannels(
+                vk_group_id=vk_group_id,
+                email_domain=settings.mail_domain if settings.smtp_listen else None,
+                sms_number=sms_number,
+            ),
+            telegram_username=None if telegram is None else _username_of(telegram),
+            email_account=accounts.get("email"),
+            sms_account=accounts.get("sms"),
+            ttl=timedelta(days=settings.link_ttl_days),
+            region=settings.default_region,
         )
 
     def _add_sms(self, settings: Settings, provider: str) -> None:
@@ -380,6 +418,13 @@ class App:
         await self.broker.aclose()
         await self.db.aclose()
         log.info("chatgate.stopped")
+
+
+def _username_of(telegram: TelegramBot) -> Callable[[], Awaitable[str | None]]:
+    async def username() -> str | None:
+        return (await telegram.bot.me()).username
+
+    return username
 
 
 async def serve(settings: Settings) -> None:

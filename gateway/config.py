@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     # The sandbox: local emulators of every channel; on by default when no tokens are set.
     sandbox: bool | None = None
     dialog_script: str | None = None  # path to a dialog YAML; the shipped shop script if unset
+    # How long a continuation link (t.me/...?start=, vk.me/...?ref=, ...) stays valid.
+    link_ttl_days: float = Field(7, gt=0)
     # The folder of flow YAML files (+ templates/); the shipped examples if unset.
     flows_dir: str = str(SHIPPED_FLOWS)
     # Flow sends: the customers' zone when theirs is unknown (the company's if unset),

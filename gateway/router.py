@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from gateway.channels import Inbound, Signal
 from gateway.clock import Clock, SystemClock
+from gateway.linking import Linked
 from gateway.outbox import Enqueued, Outbox, Target
 from gateway.stop_commands import COMMAND_CHANNELS, apply_stop_command, stop_command
 from storage.conversations import Conversations
@@ -82,6 +83,7 @@ class Arrival:
     message_id: int
     mode: str
     first_contact: bool
+    link: Linked | None = None  # what linking on proof did with this message
 
     def reply_target(self) -> Target:
         """Where an answer goes: back to the identity the message came from."""
@@ -99,6 +101,24 @@ Answerer = Callable[[Arrival], Awaitable[None]]
 StoredHook = Callable[[AsyncSession, Arrival], Awaitable[Sequence[Enqueued]]]
 """Told of a stored inbound message inside its transaction, before anyone answers
 (the managers' mirror); what it stages is released after the commit."""
+
+
+class InboundLinker(Protocol):
+    """Links the identity a message came from on proof; see gateway.linking.Linker."""
+
+    async def link(
+        self,
+        session: AsyncSession,
+        message: Inbound,
+        identity: Identity,
+        customer: Customer,
+        *,
+        first_contact: bool,
+    ) -> Linked: ...
+
+    async def notify(
+        self, session: AsyncSession, linked: Linked | None, target: Target, mode: str
+    ) -> Sequence[Enqueued]: ...
 
 
 class BotAnswerer(Protocol):
@@ -130,6 +150,11 @@ class Router:
         self._people: Answerer | None = None
         self._observers: list[Answerer] = []
         self._stored_hooks: list[StoredHook] = []
+        self._linker: InboundLinker | None = None
+
+    def link_with(self, linker: InboundLinker) -> None:
+        """Link identities on proof (tokens, contact button, codes) before anyone answers."""
+        self._linker = linker
 
     def on_stored(self, hook: StoredHook) -> None:
         """Call `hook` in the transaction of every stored inbound message."""
@@ -183,6 +208,12 @@ class Router:
             if stored is None:
                 return
             arrival, conversation, customer = stored
+            if self._linker is not None:
+                staged.extend(
+                    await self._linker.notify(
+                        session, arrival.link, arrival.reply_target(), arrival.mode
+                    )
+                )
             for hook in self._stored_hooks:
                 staged.extend(await hook(session, arrival))
             keyword = message.meta.get("sms_keyword") or await stop_command(
@@ -190,6 +221,8 @@ class Router:
             )
             # Out-of-office replies and the like are stored, never answered.
             answering = arrival.mode == ConversationMode.bot and not message.auto_reply
+            if arrival.link is not None and arrival.link.answered:
+                answering = False  # a code typed back: linking has answered it
             if keyword in KEYWORD_REPLIES and self._outbox is not None:
                 # STOP/START work whoever owns the conversation, and are always confirmed.
                 staged.append(await self._opt(session, arrival, str(keyword)))
@@ -241,6 +274,17 @@ class Router:
         )
         assert identity.id is not None
         assert customer.id is not None
+        linked = None
+        if self._linker is not None:
+            # Same transaction, before the conversation is chosen: a proven identity's
+            # message lands in the surviving customer's conversation.
+            linked = await self._linker.link(
+                session, message, identity, customer, first_contact=first_contact
+            )
+            if linked.customer_id != customer.id:
+                customer = await Customers(session).get(linked.customer_id)
+            first_contact = linked.first_contact
+        assert customer.id is not None
         if not identity.reachable:
             # Writing to us means the channel works again (unblocked, allowed).
             await identities.mark_reachable(identity.id)
@@ -277,6 +321,7 @@ class Router:
             message_id=stored.id,
             mode=conversation.mode,
             first_contact=first_contact,
+            link=linked,
         )
         return arrival, conversation, customer
 

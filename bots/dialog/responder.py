@@ -18,6 +18,7 @@ from sqlmodel import col
 from bots.dialog.engine import Action, Dialog, OutMessage, Turn
 from gateway.channels import Button
 from gateway.clock import Clock
+from gateway.linking import CodeOffer
 from gateway.outbox import Enqueued, Target
 from gateway.router import Arrival
 from storage.addresses import normalize_phone
@@ -51,6 +52,14 @@ class ReplyQueue(Protocol):
     async def release(self, *batches: Enqueued) -> None: ...
 
 
+class CodeOffers(Protocol):
+    """Proof by one-time code for a typed phone (gateway.linking.Linker)."""
+
+    async def offer_code(
+        self, session: AsyncSession, target: Target, *, channel: str, address: str
+    ) -> CodeOffer | None: ...
+
+
 class BotResponder:
     """Answers in bot mode, inside the transaction that stored the customer's message."""
 
@@ -63,6 +72,7 @@ class BotResponder:
         clock: Clock,
         region: str = "RU",
         context: Mapping[str, str] | None = None,
+        codes: CodeOffers | None = None,
     ) -> None:
         self.db = db
         self.replies = replies
@@ -70,6 +80,7 @@ class BotResponder:
         self.clock = clock
         self.region = region
         self.context = dict(context or {})
+        self.codes = codes
 
     async def release(self, *staged: Enqueued) -> None:
         await self.replies.release(*staged)
@@ -109,11 +120,14 @@ class BotResponder:
             log.exception("bot.dialog_failed", extra={"conversation": conversation.id})
             return []
         messages = list(result.messages)
+        target = arrival.reply_target()
+        codes: list[Enqueued] = []
         for action in result.actions:
+            if action.kind == "phone_captured" and inbound.verified_phone is None:
+                messages += await self._offer_code(session, target, action, codes)
             messages += await self._act(session, conversation, customer, action)
         await Conversations(session).update(conversation, dialog_state=result.state)
-        target = arrival.reply_target()
-        return [
+        return codes + [
             await self.replies.stage(
                 session,
                 target,
@@ -144,6 +158,21 @@ class BotResponder:
         elif action.kind == "order_status" and customer is not None:
             return [await self._order_status(session, customer, str(action.data.get("order")))]
         return []
+
+    async def _offer_code(
+        self, session: AsyncSession, target: Target, action: Action, codes: list[Enqueued]
+    ) -> list[OutMessage]:
+        """A typed phone proves nothing; a code sent to it and typed back here will."""
+        if self.codes is None:
+            return []
+        offer = await self.codes.offer_code(
+            session, target, channel="sms", address=str(action.data.get("phone", ""))
+        )
+        if offer is None:
+            return []
+        if offer.staged is not None:
+            codes.append(offer.staged)
+        return [OutMessage(offer.text)]
 
     def _claimed_phone(self, customer: Customer, raw: str) -> None:
         # A typed number is a claim, not proof: it never links to another profile.

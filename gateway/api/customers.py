@@ -10,6 +10,7 @@ from gateway.api.profiles import profile, summary
 from gateway.api.replies import json_reply
 from gateway.api.routes import Reply, Route
 from gateway.api.schemas import (
+    ContinuationLinksOut,
     CustomerBody,
     CustomerList,
     CustomerOut,
@@ -18,7 +19,7 @@ from gateway.api.schemas import (
     MessageList,
     MessageOut,
 )
-from gateway.api.state import DATABASE, REGION
+from gateway.api.state import DATABASE, LINKER, REGION
 from storage.customers import ConsentIn, Customers
 from storage.errors import InvalidAddress
 from storage.messages import Messages
@@ -116,6 +117,18 @@ async def customer_messages(request: web.Request) -> web.Response:
     return json_reply(MessageList(items=items, next_cursor=page.next_cursor))
 
 
+async def continuation_links(request: web.Request) -> web.Response:
+    linker = request.config_dict.get(LINKER)
+    if linker is None:
+        raise ApiError(503, "unavailable", "linking is not set up in this process")
+    async with request.config_dict[DATABASE].session() as session:
+        links = await linker.continuation_links(session, path_id(request))
+    body = ContinuationLinksOut.model_validate(links)
+    return web.Response(
+        text=body.model_dump_json(exclude_none=True), content_type="application/json"
+    )
+
+
 routes = [
     Route(
         "POST",
@@ -158,5 +171,15 @@ routes = [
         query=HistoryQuery,
         replies={200: Reply("One page", MessageList)},
         errors=(400, 404, 422),
+    ),
+    Route(
+        "POST",
+        f"/api/customers/{CUSTOMER_ID}/link",
+        continuation_links,
+        "customerLinks",
+        "Fresh single-use continuation links, one per channel the company has "
+        '(put "continue in Telegram" into emails and pages)',
+        replies={200: Reply("Links keyed by channel", ContinuationLinksOut)},
+        errors=(404, 503),
     ),
 ]

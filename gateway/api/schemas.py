@@ -27,6 +27,7 @@ from storage.models import Channel
 __all__ = [
     "ConsentBody",
     "ConsentOut",
+    "ContinuationLinksOut",
     "CustomerBody",
     "CustomerList",
     "CustomerOut",
@@ -236,6 +237,15 @@ class MergeRecord(BaseModel):
 class MergeOut(BaseModel):
     merge: MergeRecord
     customer: CustomerOut = Field(description="The surviving profile.")
+
+
+class ContinuationLinksOut(BaseModel):
+    """One single-use link per channel the company has; absent channels are left out."""
+
+    telegram: str | None = Field(None, description="https://t.me/<bot>?start=<token>")
+    vk: str | None = Field(None, description="https://vk.me/club<group id>?ref=<token>")
+    email: str | None = Field(None, description="mailto:reply+<token>@<domain>")
+    sms: str | None = Field(None, description="sms:<number>?body=<text with the token>")
 
 
 class UndoOut(BaseModel):

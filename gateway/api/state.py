@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.linking import Linker
 from storage.db import Database
 
-__all__ = ["API_APP", "API_KEY", "DATABASE", "REGION"]
+__all__ = ["API_APP", "API_KEY", "DATABASE", "LINKER", "REGION"]
 
 DATABASE = web.AppKey("chatgate_api_database", Database)
 API_KEY = web.AppKey("chatgate_api_key", str)
@@ -14,3 +15,5 @@ API_KEY = web.AppKey("chatgate_api_key", str)
 REGION = web.AppKey("chatgate_api_region", str)
 # The parent application keeps its API sub-application here, for tests and tools.
 API_APP = web.AppKey("chatgate_api_app", web.Application)
+# Issues continuation links; the composition root sets it once the channels are known.
+LINKER = web.AppKey("chatgate_api_linker", Linker)
