@@ -23,6 +23,8 @@ Grammar (keywords are case-insensitive):
 
 A bare source is a test: `consent.marketing.email` (granted), `event.purchase
 within 60d` (at least one), `created within 7d`, `attributes.vip` (true).
+`channel = 'sms'` means the customer can be reached there: a reachable identity,
+or (email, sms) a profile address not known to bounce, as the cascade decides.
 A comparison with a missing value is false, so `not attributes.city = 'X'`
 includes customers without a city while `attributes.city != 'X'` does not.
 """
@@ -469,14 +471,29 @@ def _tag(node: Condition, now: datetime) -> ColumnElement[bool]:
     return found if node.op in ("=", "in") else ~found
 
 
-def _channel(node: Condition, now: datetime) -> ColumnElement[bool]:
-    reachable = sa.select(sa.literal(1)).where(
-        col(Identity.customer_id) == _customer_id(),
-        col(Identity.reachable).is_(True),
-        col(Identity.channel).in_(list(node.values)),
+def _reachable(channel: str) -> ColumnElement[bool]:
+    """A reachable identity on `channel`, or (email, sms) the profile's address not known dead.
+
+    The same rule the cascade uses to pick where a message goes.
+    """
+    on_channel = (col(Identity.customer_id) == _customer_id(), col(Identity.channel) == channel)
+    alive = sa.exists(
+        sa.select(sa.literal(1)).where(*on_channel, col(Identity.reachable).is_(True))
     )
-    found = sa.exists(reachable)
-    return found if node.op in ("=", "in") else ~found
+    profile = {"email": _CUSTOMER.c.email, "sms": _CUSTOMER.c.phone}.get(channel)
+    if profile is None:
+        return alive
+    dead = sa.exists(
+        sa.select(sa.literal(1)).where(
+            *on_channel, col(Identity.reachable).is_(False), col(Identity.address) == profile
+        )
+    )
+    return sa.or_(alive, sa.and_(profile.is_not(None), sa.not_(dead)))
+
+
+def _channel(node: Condition, now: datetime) -> ColumnElement[bool]:
+    found = sa.or_(*(_reachable(str(channel)) for channel in node.values))
+    return found if node.op in ("=", "in") else sa.not_(found)
 
 
 def _field(node: Condition, now: datetime) -> ColumnElement[bool]:

@@ -113,8 +113,25 @@ class TemplateSpec(_Part):
 # ---------------------------------------------------------------- loading
 
 
-_TEXT_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-_HTML_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, where a data key wins over a dict method of the same name.
+
+    Event data is JSON: `{{ event.data.items | length }}` means the cart's items,
+    not `dict.items`. Keys of plain data are safe to return; everything else
+    still goes through the sandbox's attribute checks.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return super().getattr(obj, attribute)
+
+
+_TEXT_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False)
+_HTML_ENV = _Sandbox(undefined=StrictUndefined, autoescape=True)
 
 
 @dataclass(frozen=True, slots=True)

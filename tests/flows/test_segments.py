@@ -66,6 +66,14 @@ async def _people(db: Database) -> dict[str, int]:
                     unreachable_reason="blocked the bot",
                 ),
                 Identity(customer_id=ids["clara"], channel="sms", account="cg", address="3"),
+                Identity(
+                    customer_id=ids["mallory"],
+                    channel="email",
+                    account="shop",
+                    address="m@example.com",
+                    reachable=False,
+                    unreachable_reason="hard bounce",
+                ),
             ]
         )
         events = Events(s)
@@ -124,6 +132,9 @@ CASES = [
     ("channel = 'telegram'", {"anna"}),
     ("channel = 'vk'", set()),  # Boris blocked the bot
     ("channel in ('sms', 'vk')", {"clara"}),
+    ("channel = 'email'", {"anna", "boris"}),  # a profile address counts; Mallory's bounced
+    ("channel != 'email'", {"clara", "mallory"}),
+    ("channel = 'sms'", {"clara"}),
     ("event.purchase within 60d", {"anna", "clara"}),
     ("event.purchase within 60d = 0", {"boris", "mallory"}),
     ("event.purchase within 1w >= 2", {"clara"}),

@@ -180,6 +180,17 @@ def test_check_reports_every_part_with_a_sample(tmp_path: Path) -> None:
     assert templates.check("nope", _context()) == ["templates/nope.yaml:1: no such template"]
 
 
+def test_data_keys_win_over_dict_methods(tmp_path: Path) -> None:
+    templates = _templates(
+        tmp_path,
+        t='text: "{{ event.data.items | length }} {{ event.data.keys }} {{ event.data.get }}"',
+    )
+    rendered = templates.render("t", "sms", _context(items=[1, 2, 3], keys="k", get="g"))
+    assert rendered.text == "3 k g"
+    with pytest.raises(TemplateProblem, match="has no len"):
+        templates.render("t", "sms", _context(keys="k", get="g"))  # no items: still refused
+
+
 def test_render_text_for_trigger_keys() -> None:
     assert render_text(" {{ event.data.cart_id }} ", _context()) == "c1"
     with pytest.raises(Exception, match="unsafe"):
