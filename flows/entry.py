@@ -31,7 +31,7 @@ from flows.segments import parse_segment
 from flows.spec import Flow
 from gateway.clock import Clock
 from storage.db import Database
-from storage.models import Customer, FlowRun
+from storage.models import Customer, Event, FlowRun
 
 __all__ = ["ENTRY_KEY", "SegmentEntry"]
 
@@ -75,8 +75,20 @@ class SegmentEntry:
             started += await self._flow(flow, customer_ids)
         return started
 
-    async def on_event(self, customer_id: int) -> int:
-        """An event may have moved the customer into a segment: look at them alone."""
+    async def on_event(self, event_id: int) -> None:
+        """A stored event may have moved its customer into a segment: look at them alone.
+
+        The signature of `gateway.api.events.EventListener`, called after the event commits.
+        """
+        async with self.db.session() as session:
+            customer_id = await session.scalar(
+                sa.select(col(Event.customer_id)).where(col(Event.id) == event_id)
+            )
+        if customer_id is not None:
+            await self.for_customer(int(customer_id))
+
+    async def for_customer(self, customer_id: int) -> int:
+        """Segment entry for one customer; how many runs started."""
         return await self.evaluate([customer_id])
 
     async def _flow(self, flow: Flow, customer_ids: Sequence[int] | None) -> int:

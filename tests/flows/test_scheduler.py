@@ -19,7 +19,7 @@ from flows.scheduler import LEADER_LOCK, FlowScheduler, cron_trigger, last_fire
 from flows.spec import Flow
 from gateway.broker import Broker, MemoryBroker, RedisBroker
 from storage.db import Database
-from storage.models import Broadcast, CustomerTag, FlowRun
+from storage.models import Broadcast, CustomerTag, Event, FlowRun
 from tests.broker.test_contract import drop_prefix, redis_client
 from tests.flows.engine_world import World, make_world
 
@@ -301,6 +301,13 @@ async def test_apscheduler_runs_the_timetable(sqlite_database: Database, tmp_pat
     assert await broker.try_lock(LEADER_LOCK, 30, holder="next") is True
 
 
+async def latest_event(db: Database) -> int:
+    async with db.session() as session:
+        event_id = await session.scalar(sa.select(sa.func.max(col(Event.id))))
+    assert event_id is not None
+    return int(event_id)
+
+
 async def test_segment_entry_starts_newcomers_once(database: Database, tmp_path: Path) -> None:
     world = await shop(database, tmp_path)
     newcomers = []
@@ -315,8 +322,10 @@ async def test_segment_entry_starts_newcomers_once(database: Database, tmp_path:
 
     late = await world.customer("late", email="late@example.com", consent=("email",))
     await tag(database, late, "new")
-    assert await entry.on_event(newcomers[0]) == 0  # only the customer the event is about
-    assert await entry.on_event(late) == 1
+    assert await entry.for_customer(newcomers[0]) == 0  # only the customer asked about
+    await world.event(late, "signed_up")  # what POST /api/events hands the listeners
+    await entry.on_event(await latest_event(database))
+    assert [r.trigger_key for r in await world.runs(late)] == [ENTRY_KEY]
 
     # Leaving and coming back does not start the flow again.
     await untag(database, newcomers[1], "new")
