@@ -239,6 +239,8 @@ class _FlowCheck:
         for step, path in _steps(spec.steps, ("steps",)):
             if step.if_ is not None:
                 self._segment(step.if_.when, (*path, "if", "when"))
+            if step.wait is not None and step.wait.until is not None:
+                self._until(step.wait.until, (*path, "wait", "until"))
             name = step.send.name if step.send else (step.split.name if step.split else None)
             if name is not None:
                 line = lines.locate(path)[1]
@@ -261,6 +263,24 @@ class _FlowCheck:
             parse_segment(text)
         except SegmentError as exc:
             self.errors.append(self.lines.error(path, f"segment: {exc}"))
+
+    def _until(self, dotted: str, path: Path_) -> None:
+        """With a `sample:`, a waited-for `event.data` time must be in it and be a time."""
+        parts = dotted.split(".")
+        if not self.spec.sample or parts[:2] != ["event", "data"]:
+            return
+        value: Any = self.spec.sample
+        for part in parts[2:]:
+            if not isinstance(value, dict) or part not in value:
+                self.errors.append(self.lines.error(path, f"{dotted} is not in the flow's sample"))
+                return
+            value = value[part]
+        try:
+            datetime.fromisoformat(str(value))
+        except ValueError:
+            self.errors.append(
+                self.lines.error(path, f"the sample's {dotted} {value!r} is not an ISO 8601 time")
+            )
 
     def _key(self, text: str) -> None:
         try:

@@ -16,7 +16,7 @@ Grammar (keywords are case-insensitive):
     not_expr  := "not" not_expr | "(" expr ")" | condition
     condition := source [op value | ["not"] "in" "(" value ("," value)* ")"]
     source    := tag | attributes.KEY | name | email | phone | timezone | locale
-               | consent.PURPOSE.CHANNEL | channel | event.TYPE within DURATION
+               | consent.PURPOSE.CHANNEL | channel | event.(TYPE|'type') within DURATION
                | created within DURATION
     op        := = | != | < | <= | > | >=
     value     := 'text' ('' for a quote) | number | true | false | null
@@ -291,7 +291,7 @@ class _Parser:
                 )
             return Source("consent", token.position, key=purpose, channel=channel)
         if word == "event":
-            kind = self.dotted("an event type, e.g. event.purchase within 60d")
+            kind = self.dotted("an event type, e.g. event.purchase within 60d", quoted=True)
             return Source("event", token.position, key=kind, within=self.within())
         if word == "created":
             return Source("created", token.position, within=self.within())
@@ -302,9 +302,13 @@ class _Parser:
             "created within <duration>",
         )
 
-    def dotted(self, what: str) -> str:
+    def dotted(self, what: str, *, quoted: bool = False) -> str:
+        """The name after a dot; `quoted` also takes 'a string' (event types with dots)."""
         self.expect("punct", ".", f"'.' and {what}")
         token = self.token
+        if quoted and token.kind == "string" and str(token.value).strip():
+            self.take()
+            return str(token.value)
         if token.kind not in ("ident", "keyword"):
             raise SegmentError(token.position, f"expected {what}, found {_shown(token)}")
         self.take()

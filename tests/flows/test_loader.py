@@ -189,6 +189,20 @@ def test_cross_checks_name_their_lines(tmp_path: Path) -> None:
     ]
 
 
+def test_a_waited_for_time_must_be_in_the_sample(tmp_path: Path) -> None:
+    flow = GOOD.replace("  - wait: 1h", "  - wait: {until: event.data.starts_at, before: 2h}")
+    assert _errors(tmp_path, flow) == [
+        "cart.yaml:9: steps[0].wait.until: event.data.starts_at is not in the flow's sample"
+    ]
+    other = tmp_path / "other"
+    other.mkdir()
+    late = flow.replace("sample: {cart_id: c1}", "sample: {cart_id: c1, starts_at: tomorrow}")
+    assert _errors(other, late) == [
+        "cart.yaml:9: steps[0].wait.until: the sample's event.data.starts_at 'tomorrow' is not"
+        " an ISO 8601 time"
+    ]
+
+
 def test_variant_templates_need_a_split(tmp_path: Path) -> None:
     flow = GOOD.replace("template: nudge", "template: {a: nudge, b: nudge}")
     assert _errors(tmp_path, flow) == [

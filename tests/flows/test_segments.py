@@ -83,6 +83,9 @@ async def _people(db: Database) -> dict[str, int]:
         await events.record(
             customer_id=ids["boris"], type="purchase", occurred_at=NOW - timedelta(days=90)
         )
+        await events.record(
+            customer_id=ids["boris"], type="order.placed", occurred_at=NOW - timedelta(hours=1)
+        )
         for days in (1, 2):
             await events.record(
                 customer_id=ids["clara"], type="purchase", occurred_at=NOW - timedelta(days=days)
@@ -140,6 +143,8 @@ CASES = [
     ("event.purchase within 1w >= 2", {"clara"}),
     ("event.purchase within 100d = 1", {"anna", "boris"}),
     ("created within 7d", {"clara"}),
+    ("event.'order.placed' within 1d", {"boris"}),  # a type with a dot, quoted
+    ("event.order within 1d", set()),
     ("(tag = 'vip' or tag = 'test') and not (attributes.city = 'Kazan')", {"anna"}),
     (
         "tag = 'vip' and consent.marketing.email and channel = 'telegram' "
