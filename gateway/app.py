@@ -209,6 +209,7 @@ class App:
         # POST /api/events hands each new event to the engine once it is stored.
         listeners: list[EventListener] = [self.flow_engine.on_event]
         self.web[API_SUBAPP][EVENT_LISTENERS] = listeners
+        self._add_flow_ops(settings, listeners)
         self.linker = self._linker(settings, channels.vk_group_id)
         self.router.link_with(self.linker)
         self.web[API_APP][LINKER] = self.linker  # POST /api/customers/{id}/link
@@ -365,6 +366,24 @@ class App:
                     accept_addresses=[address],
                 )
             )
+
+    def _add_flow_ops(self, settings: Settings, listeners: list[EventListener]) -> None:
+        """Broadcasts, the cron timetable (fired by the leader only) and segment entry."""
+        from flows.broadcasts import Broadcasts
+        from flows.entry import SegmentEntry
+        from flows.scheduler import FlowScheduler
+        from gateway.api.broadcasts import BROADCASTS
+        from gateway.api.flows import FLOWS
+
+        self.broadcasts = Broadcasts(self.db, self.flow_engine, self.flows, clock=self.clock)
+        self.flow_scheduler = FlowScheduler(
+            self.flows, self.broadcasts, self.broker, clock=self.clock, timezone=settings.zone
+        )
+        self.segment_entry = SegmentEntry(self.db, self.flow_engine, self.flows, clock=self.clock)
+        self.services += [self.broadcasts, self.flow_scheduler, self.segment_entry]
+        listeners.append(self.segment_entry.on_event)
+        self.web[BROADCASTS] = self.broadcasts  # /api/broadcasts
+        self.web[FLOWS] = self.flows  # /api/flows
 
     def _add_channel(self, bot: Channel) -> None:
         self.outbox.register(bot.adapter)
