@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
@@ -19,9 +21,12 @@ from flows.engine import FlowEngine
 from flows.spec import Flow
 from gateway.api import setup_api
 from gateway.api.broadcasts import BROADCASTS
+from gateway.app import App
+from gateway.config import load_settings
 from storage.db import Database
 from storage.migrate import upgrade
-from storage.models import Broadcast, CustomerTag, Delivery, FlowRun
+from storage.models import Broadcast, Customer, CustomerTag, Delivery, FlowRun
+from tests.conftest import free_port
 from tests.flows.engine_world import World, make_world
 from tests.flows.test_stats import chatgate
 
@@ -45,6 +50,7 @@ steps:
 """
 
 VIP, OTHERS, BATCH = 25, 5, 10
+T = TypeVar("T")
 
 
 class Recording:
@@ -363,3 +369,56 @@ async def test_cli_prints_a_progress_bar(tmp_path: Path) -> None:
     code, _, err = await chatgate("broadcast", "status", "424242", database_url=url, cwd=tmp_path)
     assert code == 1
     assert "no broadcast 424242" in err
+
+
+async def test_the_app_serves_flows_and_plans_broadcasts(tmp_path: Path) -> None:
+    """`chatgate run` wiring: the shipped flows listed, a broadcast planned in the background."""
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
+        http_port=free_port(),
+        sandbox=False,
+        api_key="k",
+    )
+    app = App(settings)  # the real clock: the background loops sleep in real time
+    await app.start()
+    try:
+        async with app.db.session() as session:
+            for n in range(3):
+                customer = Customer(name=f"c{n}", email=f"c{n}@example.com")
+                session.add(customer)
+                await session.flush()
+                assert customer.id is not None
+                session.add(CustomerTag(customer_id=customer.id, tag="vip"))
+        auth = {"Authorization": "Bearer k"}
+        async with aiohttp.ClientSession(app.url, headers=auth) as http:
+            listed = await (await http.get("/api/flows")).json()
+            names = {f["name"]: f for f in listed["flows"]}
+            assert {"abandoned_cart", "promo_broadcast", "winback"} <= set(names)
+            assert names["winback"]["trigger"]["schedule"] == "0 10 * * 1"
+            response = await http.post(
+                "/api/broadcasts", json={"flow": "promo_broadcast", "segment": "tag = 'vip'"}
+            )
+            assert response.status == 202, await response.text()
+            url = f"/api/broadcasts/{(await response.json())['id']}"
+
+            async def planned() -> dict[str, Any] | None:
+                shown: dict[str, Any] = await (await http.get(url)).json()
+                return shown if shown["status"] == "running" else None
+
+            shown = await eventually_async(planned)
+            assert (shown["planned"], shown["total"]) == (3, 3)
+            stats = await http.get("/api/flows/promo_broadcast/stats")
+            assert (await stats.json())["totals"]["entered"] == 3
+    finally:
+        await app.aclose()
+
+
+async def eventually_async(probe: Callable[[], Awaitable[T | None]], within: float = 15.0) -> T:
+    """Poll the coroutine `probe` until it returns something; fail after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await probe()
+        if value is not None:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, f"not met within {within}s"
+        await asyncio.sleep(0.05)
