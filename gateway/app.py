@@ -187,7 +187,7 @@ class App:
             self._add_channel(vk)
         if settings.sms_provider:
             self._add_sms(settings, settings.sms_provider)
-        if settings.smtp_url or settings.smtp_listen:
+        if settings.smtp_url or settings.smtp_listen or settings.imap_url:
             self._add_email(settings)
         if settings.email_secret:
             # Open pixel, signed click redirects and unsubscribe pages; the email
@@ -331,7 +331,13 @@ class App:
         self._stack.push_async_callback(adapter.aclose)
 
     def _add_email(self, settings: Settings) -> None:
-        from gateway.bridge.email import EmailAdapter, EmailEvents, SmtpReceiver
+        from gateway.bridge.email import (
+            EmailAdapter,
+            EmailEvents,
+            ImapPoller,
+            MailThreads,
+            SmtpReceiver,
+        )
 
         address, secret, domain = (
             settings.email_address,
@@ -342,6 +348,9 @@ class App:
         assert address is not None
         assert secret is not None
         assert domain is not None
+        account = address.rsplit("<", 1)[-1].rstrip(">").strip().lower()
+        # Replies find their conversation by reply token, then by the mail we sent.
+        threads = MailThreads(self.db, account)
         if settings.smtp_url:
             adapter = EmailAdapter(
                 smtp_url=settings.smtp_url,
@@ -349,14 +358,21 @@ class App:
                 domain=domain,
                 verp_secret=secret,
                 public_url=settings.base_url,
+                threads=threads,
+                track=settings.email_tracking,
             )
             self.outbox.register(adapter)
             self._stack.push_async_callback(adapter.aclose)
+        events = EmailEvents(
+            self.router,
+            address,
+            domain=domain,
+            verp_secret=secret,
+            own_addresses=[address],
+            threads=threads,
+        )
         if settings.smtp_listen:
             host, _, port = settings.smtp_listen.rpartition(":")
-            events = EmailEvents(
-                self.router, address, domain=domain, verp_secret=secret, own_addresses=[address]
-            )
             self.services.append(
                 SmtpReceiver(
                     events,
@@ -364,6 +380,16 @@ class App:
                     port=int(port),
                     accept_domain=domain,
                     accept_addresses=[address],
+                )
+            )
+        if settings.imap_url:
+            self.services.append(
+                ImapPoller(
+                    settings.imap_url,
+                    events,
+                    Cursors(self.db),
+                    idle=settings.imap_idle,
+                    poll_interval_s=settings.imap_poll_interval_s,
                 )
             )
 

@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     email_secret: str | None = None  # signs VERP bounce addresses and unsubscribe links
     smtp_url: str | None = None  # smtp://, smtp+starttls:// or smtps://user:pass@host:port
     smtp_listen: str | None = None  # host:port for the built-in receiver
+    imap_url: str | None = None  # imaps:// or imap:// (STARTTLS when offered) user:pass@host/INBOX
+    imap_idle: bool = True  # IDLE where the server offers it; False: always poll
+    imap_poll_interval_s: float = Field(60, gt=0)  # between polls when not idling
+    email_tracking: bool = True  # open pixel and signed click redirects in outgoing mail
 
     @field_validator("default_region")
     @classmethod
@@ -202,14 +206,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _email_complete(self) -> Settings:
-        if self.smtp_url or self.smtp_listen:
+        if self.smtp_url or self.smtp_listen or self.imap_url:
             missing = [
                 f"CHATGATE_{name.upper()}"
                 for name in ("email_address", "email_secret")
                 if not getattr(self, name)
             ]
             if missing:
-                raise ValueError(f"email (SMTP_URL / SMTP_LISTEN) needs {', '.join(missing)}")
+                raise ValueError(
+                    f"email (SMTP_URL / SMTP_LISTEN / IMAP_URL) needs {', '.join(missing)}"
+                )
+        if self.imap_url:
+            from gateway.bridge.email.imap_client import parse_imap_url
+
+            try:
+                parse_imap_url(self.imap_url)
+            except ValueError as exc:
+                raise ValueError(f"CHATGATE_IMAP_URL: {exc}") from None
         if self.smtp_listen:
             host, _, port = self.smtp_listen.rpartition(":")
             if not host or not port.isdigit():

@@ -289,12 +289,15 @@ class Router:
             # Writing to us means the channel works again (unblocked, allowed).
             await identities.mark_reachable(identity.id)
         conversations = Conversations(session)
-        conversation = await conversations.open_for(customer.id)
+        # A channel's proof (an email's signed reply token) may name the conversation.
+        conversation = await _named(conversations, message) or await conversations.open_for(
+            customer.id
+        )
         assert conversation.id is not None
         stored, created = await Messages(session).append(
             NewMessage(
                 conversation_id=conversation.id,
-                customer_id=customer.id,
+                customer_id=conversation.customer_id,
                 channel=message.channel,
                 account=message.account,
                 direction=Direction.inbound,
@@ -315,7 +318,7 @@ class Router:
         await _replied(session, conversation, message.channel, self.clock.now())
         arrival = Arrival(
             inbound=message,
-            customer_id=customer.id,
+            customer_id=conversation.customer_id,
             conversation_id=conversation.id,
             identity_id=identity.id,
             message_id=stored.id,
@@ -467,6 +470,23 @@ def _apply(delivery: Delivery, signal: Signal, at: datetime) -> None:
     if STATUS_RANK[status] > STATUS_RANK.get(DeliveryStatus(delivery.status), 0):
         delivery.status = status
         delivery.updated_at = at
+
+
+async def _named(conversations: Conversations, message: Inbound) -> Conversation | None:
+    """The live conversation a channel proved the message belongs to, if any.
+
+    Only the email bridge sets `meta["conversation_id"]`, and only from a reply
+    token it verified; a merged conversation leads to the one it was merged into.
+    """
+    wanted = message.meta.get("conversation_id")
+    for _ in range(8):
+        if not isinstance(wanted, int) or isinstance(wanted, bool):
+            return None
+        found = await conversations.session.get(Conversation, wanted)
+        if found is None or found.merged_into_id is None:
+            return found
+        wanted = found.merged_into_id
+    return None
 
 
 def _meta(message: Inbound) -> dict[str, Any]:

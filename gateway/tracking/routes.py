@@ -12,11 +12,10 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from gateway.bridge.email.adapter import parse_unsubscribe_token
 from gateway.channels import Signal, SignalKind, Sink
 from gateway.clock import Clock, SystemClock
 from gateway.tracking.machines import is_machine
-from gateway.tracking.tokens import parse_click_token, parse_open_token
+from gateway.tracking.tokens import parse_click_token, parse_open_token, parse_unsubscribe_token
 from storage.customers import ConsentIn, Customers
 from storage.db import Database
 from storage.errors import NotFound

@@ -23,10 +23,13 @@ __all__ = [
     "open_url",
     "parse_click_token",
     "parse_open_token",
+    "parse_unsubscribe_token",
+    "unsubscribe_token",
 ]
 
 _OPEN = re.compile(r"^(\d{1,18})\.([A-Za-z0-9_-]{22})(?:\.gif)?$")
 _CLICK = re.compile(r"^(\d{1,18})\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{22})$")
+_UNSUB = re.compile(r"^(\d{1,18})\.([A-Za-z0-9_-]{22})$")
 _MAX_TARGET = 4000  # long enough for any real link, short enough for a URL path
 
 
@@ -126,3 +129,29 @@ def parse_click_token(token: str, secret: bytes | str) -> Click | None:
 def click_url(public_url: str, delivery_id: int, target_url: str, secret: bytes | str) -> str:
     """The tracked link that records a click on `delivery_id` and leads to `target_url`."""
     return f"{public_url.rstrip('/')}/t/c/{click_token(delivery_id, target_url, secret)}"
+
+
+def _unsubscribe_sig(delivery_id: int, secret: bytes | str) -> str:
+    key = secret.encode() if isinstance(secret, str) else secret
+    if not key:
+        raise ValueError("the unsubscribe secret must not be empty")
+    # A purpose prefix of its own: a VERP signature never passes as this one.
+    digest = hmac.new(key, f"chatgate-unsubscribe:{delivery_id}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
+
+
+def unsubscribe_token(delivery_id: int, secret: bytes | str) -> str:
+    """`<delivery id>.<hmac>`: opaque in the unsubscribe URL, unforgeable without `secret`."""
+    if delivery_id < 0:
+        raise ValueError(f"delivery id must not be negative, not {delivery_id}")
+    return f"{delivery_id}.{_unsubscribe_sig(delivery_id, secret)}"
+
+
+def parse_unsubscribe_token(token: str, secret: bytes | str) -> int | None:
+    """The delivery id of a token we signed, or None (forged, mangled)."""
+    found = _UNSUB.match(token.strip())
+    if found is None:
+        return None
+    delivery_id = int(found.group(1))
+    expected = _unsubscribe_sig(delivery_id, secret)
+    return delivery_id if hmac.compare_digest(expected, found.group(2)) else None

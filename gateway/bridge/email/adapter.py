@@ -19,25 +19,29 @@ bare 550/551/553 on RCPT).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from gateway.bridge.email.bounces import verp_address
 from gateway.bridge.email.compose import compose
+from gateway.bridge.email.html_text import html_to_text
+from gateway.bridge.email.replies import ReplyTokens
+from gateway.bridge.email.threads import OutgoingThread
+from gateway.bridge.email.tracked import Tracker
 from gateway.channels import Failure, Outbound, Sent
+from gateway.tracking.tokens import parse_unsubscribe_token, unsubscribe_token
 from storage.addresses import normalize_email
 from storage.errors import InvalidAddress
 
 __all__ = [
     "EmailAdapter",
+    "OutgoingThreads",
     "SmtpRelay",
     "parse_smtp_url",
     "parse_unsubscribe_token",
@@ -49,9 +53,14 @@ log = logging.getLogger(__name__)
 
 _PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
-_UNSUB = re.compile(r"^(\d{1,18})\.([A-Za-z0-9_-]{22})$")
 _AUTH_CODES = frozenset({530, 534, 535, 538})
 _CONFIG_PAUSE_S = 300.0  # our credentials or sender are refused: every message would fail
+
+
+class OutgoingThreads(Protocol):
+    """Where a delivery belongs (`MailThreads`): its conversation and parent mail."""
+
+    async def outgoing(self, delivery_id: int) -> OutgoingThread | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,32 +95,6 @@ def parse_smtp_url(url: str) -> SmtpRelay:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
-
-
-def _unsubscribe_sig(delivery_id: int, secret: bytes | str) -> str:
-    key = secret.encode() if isinstance(secret, str) else secret
-    if not key:
-        raise ValueError("the unsubscribe secret must not be empty")
-    # A purpose prefix of its own: a VERP signature never passes as this one.
-    digest = hmac.new(key, f"chatgate-unsubscribe:{delivery_id}".encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
-
-
-def unsubscribe_token(delivery_id: int, secret: bytes | str) -> str:
-    """`<delivery id>.<hmac>`: opaque in the unsubscribe URL, unforgeable without `secret`."""
-    if delivery_id < 0:
-        raise ValueError(f"delivery id must not be negative, not {delivery_id}")
-    return f"{delivery_id}.{_unsubscribe_sig(delivery_id, secret)}"
-
-
-def parse_unsubscribe_token(token: str, secret: bytes | str) -> int | None:
-    """The delivery id of a token we signed, or None (forged, mangled)."""
-    found = _UNSUB.match(token.strip())
-    if found is None:
-        return None
-    delivery_id = int(found.group(1))
-    expected = _unsubscribe_sig(delivery_id, secret)
-    return delivery_id if hmac.compare_digest(expected, found.group(2)) else None
 
 
 def _mailbox_gone(code: int, text: str) -> bool:
@@ -174,6 +157,11 @@ def _references(value: object) -> Sequence[str]:
 class EmailAdapter:
     """Sends each `Outbound` through the SMTP relay as one transaction.
 
+    With `threads`, every mail carries its conversation's signed reply address
+    (`Reply-To: reply+<token>@domain`) and In-Reply-To/References to the
+    conversation's earlier mail. With `track`, links in both parts lead through
+    signed click redirects and the HTML part carries the open pixel.
+
     A connection per message: the outbox paces sends, and a relay that drops
     idle connections cannot strand one. `aclose` therefore has nothing to close.
     """
@@ -188,7 +176,8 @@ class EmailAdapter:
         domain: str,
         verp_secret: str,
         public_url: str,
-        reply_token_for: Callable[[Outbound], str | None] | None = None,
+        threads: OutgoingThreads | None = None,
+        track: bool = False,
         timeout: float = 30.0,
         local_hostname: str | None = None,
     ) -> None:
@@ -200,7 +189,9 @@ class EmailAdapter:
         self.domain = domain.lower()
         self._secret = verp_secret
         self.public_url = public_url.rstrip("/")
-        self._reply_token_for = reply_token_for
+        self._threads = threads
+        self._tokens = ReplyTokens(verp_secret)
+        self._tracker = Tracker(self.public_url, verp_secret) if track else None
         self.timeout = timeout
         self.local_hostname = local_hostname or self.domain
 
@@ -208,31 +199,61 @@ class EmailAdapter:
         """The one-click unsubscribe URL of one delivery."""
         return f"{self.public_url}/unsubscribe/{unsubscribe_token(delivery_id, self._secret)}"
 
+    async def _thread(self, message: Outbound) -> OutgoingThread | None:
+        if self._threads is None:
+            return None
+        return await self._threads.outgoing(message.delivery_id)
+
+    def _tracked(self, message: Outbound, unsubscribe: str | None) -> Outbound:
+        if self._tracker is None:
+            return message
+        delivery = message.delivery_id
+        text = message.text
+        if not text.strip() and message.html:
+            text = html_to_text(message.html)
+        return replace(
+            message,
+            text=self._tracker.text(delivery, text, unsubscribe_url=unsubscribe),
+            html=self._tracker.html(delivery, message.html, unsubscribe_url=unsubscribe)
+            if message.html and message.html.strip()
+            else None,
+        )
+
     async def send(self, message: Outbound) -> Sent | Failure:
         try:
             address = normalize_email(message.address)
         except InvalidAddress as exc:
             return Failure(f"email: {exc}", retryable=False, unreachable=True)
         try:
-            token = self._reply_token_for(message) if self._reply_token_for else None
+            thread = await self._thread(message)
+        except Exception as exc:  # the store is down: a later attempt threads it right
+            log.warning("email: thread of delivery %s unknown: %s", message.delivery_id, exc)
+            return Failure(
+                f"email: thread lookup failed: {type(exc).__name__}: {exc}", retryable=True
+            )
+        try:
             marketing = message.purpose == "marketing"
+            unsubscribe = self.unsubscribe_url(message.delivery_id) if marketing else None
             in_reply_to = message.meta.get("in_reply_to")
+            if not isinstance(in_reply_to, str):
+                in_reply_to = thread.in_reply_to if thread else None
+            references = _references(message.meta.get("references")) or (
+                thread.references if thread else ()
+            )
             mail = compose(
-                message,
+                self._tracked(message, unsubscribe),
                 from_addr=self.from_addr,
-                reply_to=token,
+                reply_to=self._tokens.issue(thread.conversation_id) if thread else None,
                 domain=self.domain,
-                in_reply_to=in_reply_to if isinstance(in_reply_to, str) else None,
-                references=_references(message.meta.get("references")),
-                list_unsubscribe_url=self.unsubscribe_url(message.delivery_id)
-                if marketing
-                else None,
+                in_reply_to=in_reply_to,
+                references=references,
+                list_unsubscribe_url=unsubscribe,
                 marketing=marketing,
             )
             sender = verp_address(message.delivery_id, self.domain, self._secret)
         except ValueError as exc:
             return Failure(f"email: {exc}", retryable=False)
-        except Exception as exc:  # a bug in a callback or composing: never escape the outbox
+        except Exception as exc:  # a bug in composing: never escape the outbox
             log.exception("email: composing delivery %s failed", message.delivery_id)
             return Failure(f"email: composing failed: {type(exc).__name__}: {exc}", retryable=False)
         try:

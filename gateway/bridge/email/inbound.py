@@ -6,29 +6,46 @@ recipients. A bounce counts only when it came to a VERP address we signed;
 anyone can mail us a report naming any address and delivery, so an unsigned
 one is logged and dropped rather than allowed to suppress a customer. Other
 mail becomes an `Inbound` from its sender, the quoted history cut off (the
-whole body stays in `meta["full_text"]`), routed by the `reply+<token>` it was
-sent to; out-of-office replies are marked `auto_reply` so nobody answers them.
+whole body stays in `meta["full_text"]`); out-of-office replies are marked
+`auto_reply` so nobody answers them.
+
+Which conversation a reply joins: a `reply+<token>` recipient whose token we
+signed names it (`meta["conversation_id"]`, whoever sent it: only someone who
+got our mail knows the token); else an In-Reply-To/References naming mail we
+sent to this very sender; else none, and the router goes by the sender's
+address. Any other `reply+<token>` is handed on as `link_token` for the
+linking work to judge (its continuation links write to such addresses).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import partial
+from typing import Any, Protocol
 
 from gateway.bridge.email.bounces import Bounce, BouncedRecipient, parse_bounce, parse_verp
 from gateway.bridge.email.compose import reply_token
 from gateway.bridge.email.parsing import MailAttachment, ParsedMail, parse_message
 from gateway.bridge.email.quotes import strip_reply
+from gateway.bridge.email.replies import ReplyTokens
 from gateway.channels import Attachment, Inbound, Signal, Sink
 from gateway.once import Once
 from storage.addresses import normalize_email
 from storage.errors import InvalidAddress
 
-__all__ = ["EmailEvents", "suppresses"]
+__all__ = ["EmailEvents", "ThreadLookup", "suppresses"]
 
 log = logging.getLogger(__name__)
+
+_MAX_KEY = 200  # the store's external ids and dedupe keys
+
+
+class ThreadLookup(Protocol):
+    """Finds the conversation of mail we sent (`MailThreads`)."""
+
+    async def replied_conversation(self, message_ids: Sequence[str], sender: str) -> int | None: ...
 
 
 def suppresses(recipient: BouncedRecipient) -> bool:
@@ -60,8 +77,11 @@ class EmailEvents:
         domain: str,
         verp_secret: str,
         own_addresses: Iterable[str] = (),
+        threads: ThreadLookup | None = None,
     ) -> None:
         self._sink = sink
+        self._tokens = ReplyTokens(verp_secret)
+        self._threads = threads
         self.account = account.lower()
         self.domain = domain.lower()
         self._secret = verp_secret
@@ -75,8 +95,18 @@ class EmailEvents:
         """
         mail = parse_message(raw)
         key = mail.message_id or f"<sha256.{hashlib.sha256(raw).hexdigest()}@chatgate>"
+        if len(key) > _MAX_KEY:  # real mailers write Message-IDs of any length
+            key = f"<sha256.{hashlib.sha256(key.encode()).hexdigest()}@chatgate>"
         rcpts = [a.strip().strip("<>").lower() for a in envelope_to or ()]
         return await self._once.run(key, partial(self._deliver, mail, key, rcpts))
+
+    async def store_reachable(self) -> bool:
+        """Whether the store answers a read: tells a failing message from an outage."""
+        try:
+            await self._sink.seen(f"email:{self.account}", "<probe@chatgate>")
+        except Exception:
+            return False
+        return True
 
     async def _deliver(self, mail: ParsedMail, key: str, rcpts: list[str]) -> None:
         recipients = list(dict.fromkeys([*rcpts, *mail.recipients]))
@@ -142,7 +172,9 @@ class EmailEvents:
         if address in self.own_addresses:
             log.warning("email: message %s is from our own address %s; ignored", key, address)
             return
-        token = next((t for a in recipients if (t := reply_token(a, self.domain))), None)
+        tokens = [t for a in recipients if (t := reply_token(a, self.domain))]
+        routed = await self._conversation(mail, tokens, address)
+        link_token = next((t for t in tokens if self._tokens.conversation(t) is None), None)
         own = [*self.own_addresses, *(a for a in recipients if reply_token(a, self.domain))]
         await self._sink.inbound(
             Inbound(
@@ -150,10 +182,10 @@ class EmailEvents:
                 account=self.account,
                 address=address,
                 text=strip_reply(mail.text, own_addresses=own),
-                external_id=mail.message_id or key,
+                external_id=key,
                 attachments=tuple(_attachment(a) for a in mail.attachments),
                 name=mail.sender.name if mail.sender else None,
-                link_token=token,
+                link_token=link_token,
                 sent_at=mail.date,
                 auto_reply=mail.auto_reply,
                 meta={
@@ -161,6 +193,21 @@ class EmailEvents:
                     "in_reply_to": mail.in_reply_to,
                     "references": list(mail.references),
                     "full_text": mail.text,
+                    **routed,
                 },
             )
         )
+
+    async def _conversation(
+        self, mail: ParsedMail, tokens: list[str], sender: str
+    ) -> dict[str, Any]:
+        """Which conversation the mail proved it belongs to, as Inbound meta (or none)."""
+        for token in tokens:
+            conversation_id = self._tokens.conversation(token)
+            if conversation_id is not None:
+                return {"conversation_id": conversation_id, "matched_by": "reply_token"}
+        if self._threads is not None and mail.thread_ids:
+            conversation_id = await self._threads.replied_conversation(mail.thread_ids, sender)
+            if conversation_id is not None:
+                return {"conversation_id": conversation_id, "matched_by": "in_reply_to"}
+        return {}

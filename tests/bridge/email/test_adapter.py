@@ -16,11 +16,25 @@ from gateway.bridge.email.adapter import (
 from gateway.bridge.email.bounces import parse_verp, verp_address
 from gateway.bridge.email.headers import header_text
 from gateway.bridge.email.parsing import parse_message
+from gateway.bridge.email.replies import ReplyTokens
+from gateway.bridge.email.threads import OutgoingThread
 from gateway.channels import Failure, Outbound, Sent
 from tests.fakes import FakeRelay
 
 SECRET = "verp-test-secret"
 PARENT = "<chatgate.1.Aa1Bb2Cc3Dd4@shop.example>"
+
+
+class Conversation42:
+    """Every delivery belongs to conversation 42 (the store's answer is tested in test_threads)."""
+
+    async def outgoing(self, delivery_id: int) -> OutgoingThread | None:
+        return OutgoingThread(conversation_id=42)
+
+
+class StoreDown:
+    async def outgoing(self, delivery_id: int) -> OutgoingThread | None:
+        raise RuntimeError("store down")
 
 
 def adapter(port: int, **changes: object) -> EmailAdapter:
@@ -30,7 +44,7 @@ def adapter(port: int, **changes: object) -> EmailAdapter:
         "domain": "shop.example",
         "verp_secret": SECRET,
         "public_url": "https://chat.shop.example/",
-        "reply_token_for": lambda out: f"conv{out.delivery_id}",
+        "threads": Conversation42(),
         "timeout": 5.0,
         **changes,
     }
@@ -70,13 +84,14 @@ async def test_service_mail_reaches_the_relay_with_verp_sender_and_threading(
     assert mail.message.get_content_type() == "multipart/alternative"
     assert mail.in_reply_to == PARENT
     assert mail.references == (PARENT,)
-    assert [a.address for a in mail.reply_to] == ["reply+conv42@shop.example"]
+    token = ReplyTokens(SECRET).issue(42)
+    assert [a.address for a in mail.reply_to] == [f"reply+{token}@shop.example"]
     assert header_text(mail.message, "List-Unsubscribe") is None
     assert header_text(mail.message, "List-Unsubscribe-Post") is None
 
 
 async def test_marketing_mail_has_one_click_unsubscribe(relay: FakeRelay) -> None:
-    email = adapter(relay.port, reply_token_for=None)
+    email = adapter(relay.port, threads=None)
     result = await email.send(outbound(delivery_id=7, purpose="marketing"))
 
     assert isinstance(result, Sent)
@@ -148,14 +163,13 @@ async def test_marketing_without_https_public_url_fails_final(relay: FakeRelay) 
     assert relay.received == []
 
 
-async def test_a_failing_reply_token_callback_does_not_escape(relay: FakeRelay) -> None:
-    def broken(out: Outbound) -> str | None:
-        raise RuntimeError("store down")
-
-    result = await adapter(relay.port, reply_token_for=broken).send(outbound())
+async def test_a_failing_thread_lookup_is_retried_later(relay: FakeRelay) -> None:
+    result = await adapter(relay.port, threads=StoreDown()).send(outbound())
 
     assert isinstance(result, Failure)
+    assert result.retryable
     assert "store down" in result.reason
+    assert relay.received == []
 
 
 def test_unsubscribe_token_rejects_forgeries() -> None:
