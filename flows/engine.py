@@ -226,7 +226,8 @@ class FlowEngine:
                         extra={"run": run.id, "flow": run.flow_name, "step": conversion.step},
                     )
                 reached = f"goal {event.type} reached (event {event.id})"
-                if run.status == "done" or (goal.get("exit", True) and run.status == "active"):
+                finished = run.status == "done" and conversion is not None
+                if finished or (goal.get("exit", True) and run.status == "active"):
                     _end(run, "converted", reached, now)
                 elif run.status == "holdout" and run.ended_at is None:
                     run.ended_at, run.end_reason, run.next_at = now, "goal reached", None
