@@ -24,7 +24,15 @@ from pydantic import BaseModel, ValidationError
 
 from flows import spec as specs
 from flows.segments import SegmentError, parse_segment
-from flows.spec import Flow, FlowSpec, Send, StepSpec, compile_flow
+from flows.spec import (
+    Flow,
+    FlowSpec,
+    Send,
+    StepSpec,
+    compile_flow,
+    describe_error,
+    merge_alternatives,
+)
 from flows.templates import TemplateProblem, Templates, render_text
 
 __all__ = ["FlowError", "FlowErrors", "FlowSet", "check_flows", "load_flows", "sample_context"]
@@ -149,27 +157,25 @@ def _vocabulary() -> list[str]:
 
 
 def _shape_errors(error: ValidationError, lines: _Lines) -> list[FlowError]:
-    out: list[FlowError] = []
-    seen: set[tuple[int, str]] = set()
+    """Pydantic's errors at their lines; alternatives of a union said once."""
+    found_at: dict[tuple[int, Path_], list[str]] = {}
     for item in error.errors():
         loc = tuple(item["loc"])
-        found, line = lines.locate(loc)
-        path = found
-        message = str(item["msg"]).removeprefix("Value error, ").replace("Input", "value")
+        path, line = lines.locate(loc)
+        message = describe_error(item)
         if item["type"] == "extra_forbidden":
-            key = str(loc[-1])
-            message = f"unknown key {key!r}"
-            close = difflib.get_close_matches(key, _vocabulary(), n=1)
+            close = difflib.get_close_matches(str(loc[-1]), _vocabulary(), n=1)
             if close:
                 message += f" (did you mean {close[0]!r}?)"
-        elif item["type"] == "missing" and loc and loc[-1] not in found:
-            path = (*found, loc[-1])
-            message = "this key is required"
-        if (line, message) in seen:
-            continue
-        seen.add((line, message))
-        out.append(lines.error(path, message, line))
-    return out
+        elif item["type"] == "missing" and loc and loc[-1] not in path:
+            path = (*path, loc[-1])
+        messages = found_at.setdefault((line, path), [])
+        if message not in messages:
+            messages.append(message)
+    return [
+        lines.error(path, merge_alternatives(messages), line)
+        for (line, path), messages in found_at.items()
+    ]
 
 
 # ---------------------------------------------------------------- checks

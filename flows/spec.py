@@ -8,6 +8,7 @@ tuple of frozen instructions the engine interprets.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 
@@ -50,7 +51,9 @@ __all__ = [
     "Trigger",
     "Wait",
     "compile_flow",
+    "describe_error",
     "format_duration",
+    "merge_alternatives",
     "parse_duration",
 ]
 
@@ -165,6 +168,24 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 ChannelName = Annotated[str, AfterValidator(_channel)]
 EventType = Annotated[str, AfterValidator(_event)]
 Name = Annotated[str, AfterValidator(_name)]
+
+
+def describe_error(item: Mapping[str, Any]) -> str:
+    """One pydantic error in a flow author's words (no class names, no "Input")."""
+    if item["type"] == "extra_forbidden":
+        return f"unknown key {str(item['loc'][-1])!r}"
+    if item["type"] == "missing":
+        return "this key is required"
+    message = str(item["msg"]).removeprefix("Value error, ").replace("Input", "value")
+    return re.sub(r" or instance of \w+", "", message)
+
+
+def merge_alternatives(messages: list[str]) -> str:
+    """`value should be a valid string` + `... dictionary` → `... string or dictionary`."""
+    prefix = "value should be a valid "
+    if len(messages) > 1 and all(m.startswith(prefix) for m in messages):
+        return prefix + " or ".join(m.removeprefix(prefix) for m in messages)
+    return "; ".join(messages)
 
 
 # ---------------------------------------------------------------- the YAML

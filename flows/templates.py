@@ -24,6 +24,7 @@ from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from flows.spec import describe_error, merge_alternatives
 from gateway.bridge.sms.segments import TooManySegments, check_segments
 from gateway.channels import Button
 
@@ -200,15 +201,19 @@ class _Template:
         try:
             self.spec = TemplateSpec.model_validate(data)
         except ValidationError as exc:
+            found_at: dict[tuple[int, str], list[str]] = {}
             for item in exc.errors():
                 part = _loc_path(item["loc"])
-                line = next(
-                    (lines[p] for p in _prefixes(part) if p in lines), root.start_mark.line + 1
-                )
-                message = item["msg"].removeprefix("Value error, ")
-                if item["type"] == "extra_forbidden":
-                    message = f"unknown key {item['loc'][-1]!r}"
-                self.problems.append(self.problem(line, part, message))
+                known = next((p for p in _prefixes(part) if p in lines), "")
+                line = lines.get(known, root.start_mark.line + 1)
+                if item["type"] != "missing":
+                    part = known or part
+                message = describe_error(item)
+                messages = found_at.setdefault((line, part), [])
+                if message not in messages:
+                    messages.append(message)
+            for (line, part), messages in found_at.items():
+                self.problems.append(self.problem(line, part, merge_alternatives(messages)))
             return
         for part, value in _strings(data):
             env = _HTML_ENV if part.endswith("html") else _TEXT_ENV

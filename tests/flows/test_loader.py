@@ -210,6 +210,30 @@ def test_variant_templates_need_a_split(tmp_path: Path) -> None:
     ]
 
 
+def test_odd_documents_get_plain_answers(tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path,
+        {
+            "a": "name: a\ntrigger: 5\nsteps: x\n",
+            "b": "name: b\n",
+            "c": "- a\n- b\n",
+            "d": "name: d\ntrigger: {event: e}\nsteps:\n  - send: {template: 5, channels: [sms]}\n",
+            "e": "",
+        },
+    )
+    (folder / "f.yaml").write_bytes(b"\xff\xfe")
+    assert [str(e) for e in check_flows(folder)] == [
+        "a.yaml:2: trigger: value should be a valid dictionary",
+        "a.yaml:3: steps: value should be a valid list",
+        "b.yaml:1: trigger: this key is required",
+        "b.yaml:1: steps: this key is required",
+        "c.yaml:1: a flow file must be a mapping (name:, trigger:, steps:)",
+        "d.yaml:4: steps[0].send.template: value should be a valid string or dictionary",
+        "e.yaml:1: a flow file must be a mapping (name:, trigger:, steps:)",
+        "f.yaml:1: not UTF-8 text (invalid start byte)",
+    ]
+
+
 def test_load_raises_every_problem_and_check_never_raises(tmp_path: Path) -> None:
     folder = _folder(
         tmp_path,
