@@ -32,6 +32,8 @@ __all__ = ["BUTTON_CHANNELS", "BotResponder", "ReplyQueue"]
 log = logging.getLogger("chatgate.bot")
 
 BUTTON_CHANNELS = frozenset({"telegram", "vk"})
+# A typed phone or email is a claim: proven by a code sent there (channel, the action's field).
+CLAIMS = {"phone_captured": ("sms", "phone"), "email_captured": ("email", "email")}
 ORDER_EVENTS = ("order_status", "order_updated", "order_placed", "order_shipped", "purchase")
 
 
@@ -123,7 +125,7 @@ class BotResponder:
         target = arrival.reply_target()
         codes: list[Enqueued] = []
         for action in result.actions:
-            if action.kind == "phone_captured" and inbound.verified_phone is None:
+            if action.kind in CLAIMS and inbound.verified_phone is None:
                 messages += await self._offer_code(session, target, action, codes)
             messages += await self._act(session, conversation, customer, action)
         await Conversations(session).update(conversation, dialog_state=result.state)
@@ -162,11 +164,12 @@ class BotResponder:
     async def _offer_code(
         self, session: AsyncSession, target: Target, action: Action, codes: list[Enqueued]
     ) -> list[OutMessage]:
-        """A typed phone proves nothing; a code sent to it and typed back here will."""
+        """A typed phone or email proves nothing; a code sent there and typed back here will."""
         if self.codes is None:
             return []
+        channel, slot = CLAIMS[action.kind]
         offer = await self.codes.offer_code(
-            session, target, channel="sms", address=str(action.data.get("phone", ""))
+            session, target, channel=channel, address=str(action.data.get(slot, ""))
         )
         if offer is None:
             return []

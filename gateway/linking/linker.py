@@ -223,12 +223,16 @@ class Linker:
     ) -> Linked:
         """Link the message's identity if the message proves whose it is."""
         assert customer.id is not None
-        if await _stored_before(session, message):
-            # A redelivery: it proved (or failed to prove) its point the first time.
-            return Linked(customer.id, first_contact)
+        unproven = Linked(customer.id, first_contact)
         token = message.link_token
         if token is None and message.channel == "sms":
             token = token_in_text(message.text)
+        found = _CODE.match(message.text) if message.text and not first_contact else None
+        if token is None and not message.verified_phone and found is None:
+            return unproven  # most messages: nothing to look up
+        if await _stored_before(session, message):
+            # A redelivery: it proved (or failed to prove) its point the first time.
+            return unproven
         if token is not None:
             linked = await self._by_token(
                 session, message, identity, customer, token, first_contact
@@ -241,12 +245,11 @@ class Linker:
             )
             if linked is not None:
                 return linked
-        found = _CODE.match(message.text) if message.text else None
-        if found is not None and not first_contact:
+        if found is not None:
             linked = await self._by_code(session, identity, customer, "".join(found.groups()))
             if linked is not None:
                 return linked
-        return Linked(customer.id, first_contact)
+        return unproven
 
     async def _by_token(
         self,

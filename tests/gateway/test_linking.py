@@ -23,9 +23,8 @@ from gateway.broker.memory import MemoryBroker
 from gateway.channels import Inbound
 from gateway.clock import FakeClock
 from gateway.linking import ContinuationChannels, Linker
-from gateway.outbox import Outbox, Target
+from gateway.outbox import Outbox
 from gateway.router import Router
-from storage.conversations import Conversations
 from storage.customers import Customers
 from storage.db import Database
 from storage.merges import Merges
@@ -72,15 +71,9 @@ class World:
 
     async def write(self, channel: str, address: str, text: str = "Привет", **fields: Any) -> None:
         account = {"telegram": "1", "vk": "42", "sms": SMS_NUMBER, "email": SHOP_MAIL}[channel]
+        fields.setdefault("external_id", f"{channel}-{next(_ids)}")
         await self.router.inbound(
-            Inbound(
-                channel=channel,
-                account=account,
-                address=address,
-                text=text,
-                external_id=f"{channel}-{next(_ids)}",
-                **fields,
-            )
+            Inbound(channel=channel, account=account, address=address, text=text, **fields)
         )
 
     async def anna(self) -> int:
@@ -410,23 +403,32 @@ async def test_an_expired_code_proves_nothing(database: Database) -> None:
     assert "Срок действия кода истёк" in (await world.told("telegram", "555"))[-1]
 
 
-async def test_a_code_to_a_claimed_email_links_by_email(database: Database) -> None:
+async def test_a_typed_email_earns_a_code_to_that_address_which_links(
+    database: Database,
+) -> None:
     world = World(database)
     anna = await world.anna()
     await world.write("telegram", "555", "Привет")
-    stranger = await world.owner("telegram", "555")
-    async with database.session() as s:
-        conversation = await Conversations(s).open_for(stranger)
-        assert conversation.id is not None
-        offer = await world.linker.offer_code(
-            s,
-            Target(conversation.id, stranger, "telegram", "1", "555"),
-            channel="email",
-            address="Anna@Example.ru",
-        )
-    assert offer is not None
-    assert offer.staged is not None
-    assert "Если этот адрес ваш" in offer.text
+    await world.write("telegram", "555", "я уже писала вам")
+    before = len(await world.told("telegram", "555"))
+    await world.write("telegram", "555", "Anna@Example.ru")
+    told = (await world.told("telegram", "555"))[before:]
+    assert any("Если этот адрес ваш" in t for t in told)
+    assert not any("Анна" in t for t in await world.told("telegram", "555"))
+    assert await world.owner("telegram", "555") != anna
+
     code = _code(await world.told("email", ANNA_EMAIL))
     await world.write("telegram", "555", code)
     assert await world.owner("telegram", "555") == anna
+
+
+async def test_a_redelivered_wrong_code_counts_once(database: Database) -> None:
+    world = World(database)
+    await world.anna()
+    await _types_phone(world, "555", ANNA_PHONE)
+    code = _code(await world.told("sms", ANNA_PHONE))
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    await world.write("telegram", "555", wrong, external_id="tg-wrong")
+    await world.write("telegram", "555", wrong, external_id="tg-wrong")  # the platform again
+    await world.write("telegram", "555", wrong)
+    assert (await world.told("telegram", "555"))[-1].endswith("Осталось попыток: 3.")
