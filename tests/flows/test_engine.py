@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 from flows.engine import split_variant
 from flows.spec import Split
 from storage.db import Database
+from storage.events import Events
+from storage.models import CustomerTag
 from tests.flows.engine_world import CART_FLOW, HOUR, make_engine, make_world
 
 
@@ -152,3 +156,123 @@ def test_split_assignment_is_sticky_and_follows_the_weights() -> None:
     held = picks.count(None) / len(picks)
     assert 0.08 < held < 0.12
     assert 0.4 < picks.count("a") / len(picks) < 0.5
+
+
+REMINDER_FLOW = """\
+name: order_reminder
+purpose: transactional
+trigger: {event: order_booked}
+steps:
+  - wait: {until: event.data.starts_at, before: 24h}
+  - send: {name: day_before, template: offer, channels: [telegram]}
+  - wait: {until: event.data.starts_at, before: 2h}
+  - send: {name: soon, template: offer, channels: [telegram]}
+"""
+MORNING_FLOW = """\
+name: morning
+trigger: {event: signed_up}
+steps:
+  - wait: {until_local: "10:00"}
+  - if:
+      when: "tag = 'vip'"
+      then:
+        - send: {name: vip_hello, template: offer, channels: [telegram]}
+      else:
+        - send: {name: hello, template: offer, channels: [telegram]}
+  - exit
+  - send: {name: never, template: offer, channels: [telegram]}
+"""
+
+
+async def test_waits_until_a_time_from_the_event_minus_an_offset(
+    database: Database, tmp_path: Path
+) -> None:
+    world = await make_world(database, tmp_path, flows={"r": REMINDER_FLOW})
+    ann = await world.customer(telegram="1001", consent=())
+    starts = world.clock.now() + timedelta(hours=10)  # booked late: 24h before has passed
+    await world.event(ann, "order_booked", {"starts_at": starts.isoformat()})
+    await world.event(ann, "order_booked", {"starts_at": "tomorrow"})
+    by_run = {r.id: r for r in await world.runs(ann)}
+    steps = await world.steps(ann)
+    assert [(s.step, s.outcome) for s in steps if by_run[s.run_id].status != "failed"] == [
+        ("wait@0", "expired"),
+        ("day_before", "sent"),
+        ("wait@0", "waiting"),
+    ]
+    failed = [r for r in by_run.values() if r.status == "failed"]
+    assert failed[0].end_reason == "event.data.starts_at = 'tomorrow' is not an ISO time"
+    await world.advance(8 * HOUR - 60)
+    assert len(await world.deliveries(ann)) == 1
+    await world.advance(60)
+    assert [d.payload["meta"]["step"] for d in await world.deliveries(ann)] == [
+        "day_before",
+        "soon",
+    ]
+
+
+async def test_a_local_time_wait_and_an_if_on_tags_and_exit(
+    database: Database, tmp_path: Path
+) -> None:
+    world = await make_world(database, tmp_path, flows={"m": MORNING_FLOW})
+    vip = await world.customer("Вера", telegram="1001", timezone="Asia/Vladivostok")
+    plain = await world.customer("Пётр", telegram="1002", timezone="Europe/Moscow")
+    async with database.session() as session:
+        session.add(CustomerTag(customer_id=vip, tag="vip"))
+    await world.event(vip, "signed_up")
+    await world.event(plain, "signed_up")
+    # 12:00 UTC: 22:00 in Vladivostok, 15:00 in Moscow; 10:00 comes at 00:00 / 07:00 UTC.
+    await world.advance(12 * HOUR)
+    assert [d.payload["meta"]["step"] for d in await world.deliveries(vip)] == ["vip_hello"]
+    assert await world.deliveries(plain) == []
+    await world.advance(7 * HOUR)
+    assert [d.payload["meta"]["step"] for d in await world.deliveries(plain)] == ["hello"]
+    runs = await world.runs()
+    assert {r.status for r in runs} == {"exited"}
+
+
+async def test_an_event_whose_call_was_lost_is_caught_up_from_the_cursor(
+    database: Database, tmp_path: Path
+) -> None:
+    world = await make_world(database, tmp_path)
+    ann = await world.customer(email="ann@example.org")
+    async with database.session() as session:
+        await Events(session).record(
+            customer_id=ann, type="cart_abandoned", data={"cart_id": "old"}
+        )
+    await world.engine.start()  # history before the first start is not replayed
+    await world.engine.aclose()
+    async with database.session() as session:
+        # Stored, then the process died before on_event was called.
+        await Events(session).record(
+            customer_id=ann, type="cart_abandoned", data={"cart_id": "lost"}
+        )
+    assert await world.runs(ann) == []
+    assert await world.engine.catch_up() == 1
+    assert await world.engine.catch_up() == 0
+    [run] = await world.runs(ann)
+    assert run.trigger_key == "lost"
+
+
+async def test_two_engines_on_one_store_send_each_message_once(
+    database: Database, tmp_path: Path
+) -> None:
+    world = await make_world(database, tmp_path)
+    people = [
+        await world.customer(f"c{i}", email=f"c{i}@example.org", telegram=str(4000 + i))
+        for i in range(30)
+    ]
+    for person in people:
+        await world.event(person, "cart_abandoned", {"cart_id": f"cart-{person}"})
+    other = make_engine(database, world.folder, world.clock, world.outbox)
+    await world.clock.advance(HOUR)
+    counts = await asyncio.gather(
+        world.engine.tick(batch=7),
+        other.tick(batch=7),
+        world.engine.tick(batch=7),
+        other.tick(batch=7),
+        world.engine.tick(batch=7),
+    )
+    assert sum(counts) == 30
+    deliveries = await world.deliveries()
+    assert len(deliveries) == 30
+    assert len({d.customer_id for d in deliveries}) == 30
