@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
@@ -235,3 +237,27 @@ def test_nesting_and_length_are_bounded() -> None:
     with pytest.raises(SegmentError, match="at most"):
         parse_segment("tag = '" + "a" * 3000 + "'")
     assert parse_segment("NOT tag = 'a' AND tag = 'b' Or tag <> 'c'").text
+
+
+WORDS = st.sampled_from(
+    ["tag", "attributes", ".", "city", "=", "!=", "<", "'x'", "''", "'a''b'", "1", "-2.5",
+     "and", "or", "not", "in", "(", ")", ",", "event", "purchase", "within", "60d", "consent",
+     "marketing", "email", "channel", "'sms'", "created", "true", "null", ";", "--", "\"", "name"]
+)  # fmt: skip
+
+
+@given(st.one_of(st.text(max_size=80), st.lists(WORDS, max_size=25).map(" ".join)))
+def test_any_text_parses_or_is_refused_with_a_position(text: str) -> None:
+    try:
+        segment = parse_segment(text)
+    except SegmentError as exc:
+        position = exc.position
+        segment = None
+    else:
+        position = 0
+    assert 0 <= position <= len(text)
+    if segment is None:
+        return
+    # Whatever parses also compiles, with nothing from the text in the SQL but names.
+    sql = str(segment.select_ids(NOW).compile(dialect=postgresql.dialect()))
+    assert "'x'" not in sql
