@@ -131,6 +131,20 @@ class SandboxPlatforms:
             }
         return settings.model_copy(update=update)
 
+    def manager_in(self, chat_id: int | None) -> int | None:
+        """A person (not a bot) who administers the managers' group `chat_id` in the emulator.
+
+        The console plays them; None when the group is not in the emulator.
+        """
+        group = self.telegram.world.groups.get(chat_id) if chat_id is not None else None
+        if group is None:
+            return None
+        users = self.telegram.world.users
+        for user_id, status in group.members.items():
+            if status in ("creator", "administrator") and user_id in users:
+                return user_id
+        return None
+
     def mount(self, app: web.Application) -> None:
         app.add_subapp(TELEGRAM_PREFIX, self.telegram.app)
         app.add_subapp(VK_PREFIX, self.vk.app)

@@ -55,7 +55,8 @@ async def test_a_text_from_the_sandbox_phone_is_answered_by_sms_into_it(
     replies = await eventually(answers, within=20)
     assert any("доставк" in text.lower() for text in replies), replies
     answer = next(m for m in phone.messages if m.direction == "received")
-    await eventually(lambda: answer.status == "delivered")
+    await eventually(lambda: len(answer.callbacks) == 2)  # each recorded once chatgate answered
+    assert answer.status == "delivered"
     assert [c.split(":")[0] for c in answer.callbacks] == ["sent", "delivered"]
     assert all(c.endswith(":200") for c in answer.callbacks)
 
@@ -106,3 +107,82 @@ async def test_mail_from_the_sandbox_mailbox_is_answered_and_the_reply_threads(
     assert profile["email"] == MAILBOX or any(
         i["channel"] == "email" and i["address"] == MAILBOX for i in profile["identities"]
     )
+
+
+async def test_console_config_offers_every_pane_of_the_running_sandbox(sandbox_app: App) -> None:
+    assert sandbox_app.sandbox is not None
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{sandbox_app.url}/sandbox/config") as response,
+    ):
+        config = await response.json()
+    assert config["sms"] == {"number": "+15005550006", "control": "/sandbox/sms/control"}
+    assert config["mail"] == {
+        "shop_address": "support@shop.example",
+        "control": "/sandbox/mail/control",
+    }
+    managers = config["managers"]
+    assert managers is not None
+    group = sandbox_app.sandbox.telegram.world.groups[managers["chat_id"]]
+    assert group.is_forum
+    assert group.members[managers["manager_id"]] in ("creator", "administrator")
+
+
+async def test_a_manager_in_the_console_answers_an_sms_customer(sandbox_app: App) -> None:
+    """What the console's panes do, over their HTTP endpoints: SMS phone ↔ managers' topic."""
+    assert sandbox_app.sandbox is not None
+    twilio = sandbox_app.sandbox.sms
+    assert twilio is not None
+    telegram = sandbox_app.sandbox.telegram
+    base = f"{sandbox_app.url}/sandbox"
+    async with aiohttp.ClientSession() as http:
+        config = await (await http.get(f"{base}/config")).json()
+        chat, manager = config["managers"]["chat_id"], config["managers"]["manager_id"]
+
+        async def text(body: str) -> None:
+            url = f"{base}/sms/control/phones/%2B79161234567/messages"
+            async with http.post(url, json={"text": body}) as r:
+                assert r.status == 200, await r.text()
+
+        async def topics() -> list[dict[str, Any]]:
+            async with http.get(f"{base}/telegram/control/groups/{chat}/topics") as r:
+                return list((await r.json())["result"])
+
+        async def as_manager(body: str, thread: int) -> None:
+            url = f"{base}/telegram/control/groups/{chat}/messages"
+            payload = {"user_id": manager, "text": body, "thread_id": thread}
+            async with http.post(url, json=payload) as r:
+                assert r.status == 200, await r.text()
+
+        await text("Здравствуйте")
+        phone = twilio.phones.phone(PHONE)
+        await eventually(lambda: [m for m in phone.messages if m.direction == "received"])
+        await text("позовите оператора")
+        for _ in range(200):
+            found = await topics()
+            if found:
+                break
+            await asyncio.sleep(0.1)
+        [topic] = found
+        assert "SMS" in topic["name"]
+        thread = topic["message_thread_id"]
+
+        await as_manager("/take", thread)
+        await as_manager("Добрый день! Я проверю ваш заказ.", thread)
+
+        def replied() -> list[str]:
+            return [m.body for m in phone.messages if "проверю ваш заказ" in m.body]
+
+        await eventually(replied, within=20)
+        # The customer's next SMS shows in the topic, marked as SMS, and the bot stays quiet.
+        before = len([m for m in phone.messages if m.direction == "received"])
+        await text("Спасибо, жду")
+
+        def mirrored() -> list[str]:
+            sent = telegram.sent_messages(chat, thread_id=thread)
+            return [m.text or "" for m in sent if "Спасибо, жду" in (m.text or "")]
+
+        lines = await eventually(mirrored, within=20)
+        assert "SMS" in lines[0]
+        await asyncio.sleep(0.5)
+        assert len([m for m in phone.messages if m.direction == "received"]) == before

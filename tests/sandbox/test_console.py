@@ -22,12 +22,16 @@ TOKEN = "123456:sandbox-secret"
 GROUP_ID = 4242
 SHOP_NUMBER = "+15005550006"
 SHOP_ADDRESS = "support@shop.example"
+MANAGERS_CHAT = -1001000000777
+MANAGER = 700_000_001
 CONFIG = ConsoleConfig(
     api_key="key-for-tests",
     telegram_token=TOKEN,
     vk_group_id=GROUP_ID,
     sms_number=SHOP_NUMBER,
     mail_address=SHOP_ADDRESS,
+    managers_chat_id=MANAGERS_CHAT,
+    manager_id=MANAGER,
 )
 
 
@@ -47,6 +51,18 @@ def _office() -> PostOffice:
     )
 
 
+def _managers_forum(telegram: TelegramEmulator) -> None:
+    """The managers' forum with a topic for Anna, as the desk would have opened it."""
+    telegram.add_user(MANAGER, "Мария", "Менеджер")
+    telegram.create_group(
+        "Менеджеры", owner=MANAGER, is_forum=True, chat_id=MANAGERS_CHAT, notify_bots=False
+    )
+    telegram.create_topic(MANAGERS_CHAT, "Ivan Sidorov · VK", by_user=MANAGER)
+    thread = telegram.create_topic(MANAGERS_CHAT, "Anna Petrova · TG · SMS", by_user=MANAGER)
+    telegram.member_writes(MANAGERS_CHAT, MANAGER, "/take", thread_id=thread)
+    telegram.member_writes(MANAGERS_CHAT, MANAGER, "Добрый день, Анна!", thread_id=thread)
+
+
 def _app(
     config: ConsoleConfig = CONFIG,
     *,
@@ -57,6 +73,7 @@ def _app(
     app = web.Application()
     telegram = TelegramEmulator()
     telegram.add_bot(TOKEN, username="shop_bot", first_name="Shop")
+    _managers_forum(telegram)
     vk = VKEmulator(group_id=GROUP_ID)
     app.add_subapp("/sandbox/telegram", telegram.make_app())
     app.add_subapp("/sandbox/vk", vk.make_app())
@@ -144,6 +161,11 @@ async def test_config_hands_the_page_its_endpoints(
         "vk": {"base": "/sandbox/vk", "group_id": GROUP_ID, "control": "/sandbox/vk/control"},
         "sms": {"number": SHOP_NUMBER, "control": "/sandbox/sms/control"},
         "mail": {"shop_address": SHOP_ADDRESS, "control": "/sandbox/mail/control"},
+        "managers": {
+            "chat_id": MANAGERS_CHAT,
+            "manager_id": MANAGER,
+            "control": "/sandbox/telegram/control",
+        },
     }
 
 
@@ -154,6 +176,7 @@ async def test_a_channel_without_settings_has_no_pane() -> None:
     assert body["vk"] is None
     assert body["sms"] is None
     assert body["mail"] is None
+    assert body["managers"] is None
 
 
 async def test_emulators_stay_reachable_beside_the_console(
@@ -250,7 +273,7 @@ async def test_page_renders_every_pane_in_a_browser(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     html = dom.decode()
-    for pane in ("telegram", "vk", "sms", "mail", "history"):
+    for pane in ("telegram", "vk", "sms", "mail", "history", "managers"):
         assert f'data-pane="{pane}"' in html
     sms = html.split('data-pane="sms"', 1)[1].split('data-pane="', 1)[0]
     assert f"you: Anna Petrova · {PHONE}" in sms
@@ -265,3 +288,9 @@ async def test_page_renders_every_pane_in_a_browser(tmp_path: Path) -> None:
     assert "Unsubscribe (one-click)" in mail
     assert 'class="mail-html"' in mail
     assert "shop.example/t/c/7" in mail
+    managers = html.split('data-pane="managers"', 1)[1]
+    assert "Ivan Sidorov · VK" in managers  # every topic is listed
+    # The customer's own topic is opened: its messages, and the commands a manager has.
+    assert '<div class="topic-heading">Anna Petrova · TG · SMS</div>' in managers
+    assert "Добрый день, Анна!" in managers
+    assert ">/release</button>" in managers

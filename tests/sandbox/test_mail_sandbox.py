@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
+import aiosmtplib
 import pytest
 from aiohttp import web
 
@@ -21,7 +23,7 @@ from gateway.bridge.email import EmailAdapter, SmtpReceiver
 from gateway.bridge.email.parsing import parse_message
 from gateway.bridge.email.quotes import strip_reply
 from gateway.channels import Outbound, Sent
-from gateway.sandbox.mail import MailRefused, PostOffice
+from gateway.sandbox.mail import Mail, MailRefused, PostOffice
 from gateway.sandbox.platforms import rebase
 from tests.conftest import free_port
 from tests.e2e.conftest import eventually
@@ -57,24 +59,21 @@ async def world() -> AsyncIterator[World]:
     receiver = SmtpReceiver(
         mx, host="127.0.0.1", port=0, accept_domain="shop.example", accept_addresses=[SHOP]
     )
-    await receiver.start()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     office = PostOffice(
         shop_address=SHOP,
         shop_domain="shop.example",
         mx_host="127.0.0.1",
-        mx_port=receiver.port,
+        mx_port=0,  # known once the receiver listens
         deliver_to=rebase(PUBLIC, base),
     )
-    await office.start()
     adapter = EmailAdapter(
         smtp_url=office.server.url,
         from_addr=f"Shop <{SHOP}>",
         domain="shop.example",
         verp_secret="secret",
         public_url=PUBLIC,
-        reply_token_for=lambda out: "conv42",
     )
     unsubscribes: list[tuple[str, str, str]] = []
 
@@ -87,14 +86,37 @@ async def world() -> AsyncIterator[World]:
     app.router.add_post("/unsubscribe/{token}", unsubscribe)
     app.add_subapp("/mail", office.app)
     runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
+        await receiver.start()
+        office.mx_port = receiver.port
+        await office.start()
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         yield World(office, adapter, mx, base, unsubscribes)
     finally:
         await runner.cleanup()
         await office.aclose()
         await receiver.aclose()
+
+
+async def _relay(world: World, *, reply_to: str = "reply+conv42@shop.example") -> Mail:
+    """A message from the shop with a per-conversation Reply-To, relayed like chatgate's."""
+    message = EmailMessage()
+    message["From"] = f"Shop <{SHOP}>"
+    message["To"] = CUSTOMER
+    message["Reply-To"] = reply_to
+    message["Subject"] = "Ваш вопрос о доставке"
+    message["Message-ID"] = "<chatgate.11.x@shop.example>"
+    message["In-Reply-To"] = "<q1@example.org>"
+    message["References"] = "<q1@example.org>"
+    message.set_content("Доставка занимает 2-3 дня.")
+    await aiosmtplib.send(
+        message,
+        sender="bounce+11-sig@shop.example",
+        hostname="127.0.0.1",
+        port=world.office.server.port,
+    )
+    return world.office.mailboxes.of(CUSTOMER)[-1]
 
 
 def _outbound(**kw: Any) -> Outbound:
@@ -121,22 +143,30 @@ async def test_chatgates_mail_is_filed_in_the_recipients_mailbox(world: World) -
     assert mail.recipients == [CUSTOMER]
     assert mail.subject == "Ваш вопрос о доставке"
     assert mail.message_id == result.external_id
-    assert mail.reply_to == "reply+conv42@shop.example"
-    assert mail.answer_to == "reply+conv42@shop.example"
+    assert mail.answer_to == SHOP  # without a Reply-To, a reply goes to From
     assert mail.text.strip() == "Доставка занимает 2-3 дня."
     assert mail.html is not None
     assert 'href="https://shop.example/t/c/1"' in mail.html
     assert mail.envelope_from.startswith("bounce+11-")  # the VERP sender the relay saw
     assert mail.unsubscribe == []
     assert not mail.one_click
-    assert ("Reply-To", "reply+conv42@shop.example") in mail.headers
+    assert ("Subject", "Ваш вопрос о доставке") in mail.headers
     assert world.office.mailboxes.of(SHOP) == []  # nothing else was filed
 
 
-async def test_a_reply_threads_and_reaches_chatgates_receiver(world: World) -> None:
+async def test_the_answer_threads_under_the_question(world: World) -> None:
     await world.adapter.send(_outbound(meta={"in_reply_to": "<q1@example.org>"}))
     [answer] = world.office.mailboxes.of(CUSTOMER)
     assert answer.in_reply_to == "<q1@example.org>"
+    assert answer.references == ["<q1@example.org>"]
+
+
+async def test_a_reply_threads_and_reaches_chatgates_receiver(world: World) -> None:
+    answer = await _relay(world)
+    assert (answer.reply_to, answer.envelope_from) == (
+        "reply+conv42@shop.example",
+        "bounce+11-sig@shop.example",
+    )
 
     sent = await world.office.reply(answer.id, "А в Казань тоже?")
 
@@ -214,7 +244,7 @@ async def test_service_mail_offers_no_one_click(world: World) -> None:
 
 
 async def test_control_api_reads_writes_and_replies(world: World) -> None:
-    await world.adapter.send(_outbound())
+    await _relay(world)
     control = f"{world.base}/mail/control"
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{control}/mailboxes/Maria@Example.org/messages") as r:

@@ -123,7 +123,8 @@ async def test_the_real_adapter_sends_into_the_phone_and_reports_come_back(world
     assert [m.body for m in phone.messages] == ["Ваш заказ собран и ждёт вас."]
     assert phone.messages[0].direction == "received"
 
-    signals = await eventually(lambda: world.signals())
+    await eventually(lambda: len(phone.messages[0].callbacks) == 2)
+    signals = world.signals()
     # "sent" is not final, so chatgate keeps nothing for it; "delivered" carries our id.
     assert [(s.kind, s.external_id, s.delivery_id) for s in signals] == [
         ("delivered", result.external_id, 7)

@@ -23,6 +23,7 @@ STATIC_FILES: dict[str, str] = {
     "console.js": "text/javascript; charset=utf-8",
     "sms.js": "text/javascript; charset=utf-8",
     "mail.js": "text/javascript; charset=utf-8",
+    "managers.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
 }
 # A developer editing the console wants a reload to show the edit.
@@ -48,6 +49,8 @@ class ConsoleConfig:
     sms_control: str = f"{PREFIX}/sms/control"
     mail_address: str | None = None  # the shop's address; customers' mail goes there
     mail_control: str = f"{PREFIX}/mail/control"
+    managers_chat_id: int | None = None  # the managers' forum in the Telegram emulator
+    manager_id: int | None = None  # the manager the person plays there
     api_base: str = "/api"
     poll_interval: float = 1.0
 
@@ -69,6 +72,13 @@ class ConsoleConfig:
         mail = None
         if self.mail_address is not None:
             mail = {"shop_address": self.mail_address, "control": self.mail_control}
+        managers = None
+        if self.managers_chat_id is not None and self.manager_id is not None:
+            managers = {
+                "chat_id": self.managers_chat_id,
+                "manager_id": self.manager_id,
+                "control": self.telegram_control,
+            }
         return {
             "api_key": self.api_key,
             "api_base": self.api_base,
@@ -77,6 +87,7 @@ class ConsoleConfig:
             "vk": vk,
             "sms": sms,
             "mail": mail,
+            "managers": managers,
         }
 
 
