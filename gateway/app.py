@@ -227,6 +227,7 @@ class App:
         if self.desk is not None:
             self.desk.linker = getattr(self, "linker", None)
         if self.sandbox is not None:
+            managers = self.desk.mirror.chat_id if self.desk is not None else None
             setup_console(
                 self.web,
                 config=ConsoleConfig(
@@ -235,6 +236,8 @@ class App:
                     vk_group_id=channels.vk_group_id,
                     sms_number=self.sandbox.sms.number if self.sandbox.sms else None,
                     mail_address=self.sandbox.mail.shop_address if self.sandbox.mail else None,
+                    managers_chat_id=managers,
+                    manager_id=self.sandbox.manager_in(managers),
                 ),
             )
 
