@@ -31,7 +31,7 @@ from gateway.linking.tokens import LinkTokens, TokenState
 from gateway.outbox import Enqueued, Outbox, Target
 from storage.addresses import normalize_email, normalize_phone
 from storage.customers import Customers
-from storage.errors import InvalidAddress
+from storage.errors import Conflict, InvalidAddress
 from storage.merges import Merges
 from storage.models import Author, ConversationMode, Customer, Identity, Message
 
@@ -355,7 +355,16 @@ class Linker:
         elif first_contact:
             await self._adopt(session, identity, customer, target)
         else:
-            merge = await Merges(session).merge(target.id, customer.id, actor=f"link:{proof}")
+            try:
+                merge = await Merges(session).merge(target.id, customer.id, actor=f"link:{proof}")
+            except Conflict:
+                # Checked before anything moved; the message is stored as if unproven.
+                log.warning(
+                    "linking.merge_refused",
+                    extra={"customer": customer.id, "into": target.id},
+                    exc_info=True,
+                )
+                return Linked(customer.id, first_contact)
             merge_id = merge.id
             await session.refresh(identity)
         identity.verified = True
