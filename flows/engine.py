@@ -182,7 +182,8 @@ class FlowEngine:
             if event is None:
                 return
             await self._handle(session, event)
-        await self.tick()
+        # What the event made due goes now; a bounded batch keeps the caller's request short.
+        await self.tick(batch=100)
 
     async def catch_up(self, *, limit: int = 500) -> int:
         """Handle stored events past the cursor, in id order; how many were handled."""
