@@ -15,6 +15,7 @@ import html as html_lib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -37,6 +38,29 @@ CHANNEL_PARTS: dict[str, tuple[str, ...]] = {
     "email": ("subject", "html", "text"),
 }
 _TAG = re.compile(r"<[^>]*>")
+# What Telegram's parse_mode=HTML accepts; anything else fails the whole message.
+TELEGRAM_TAGS = (
+    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
+    "blockquote", "tg-spoiler", "span", "tg-emoji",
+)  # fmt: skip
+MAX_CALLBACK_BYTES = 64  # Telegram's callback_data limit
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+
+def _telegram_tags(html: str) -> str | None:
+    """The first tag of `html` Telegram would refuse, if any."""
+    parser = _Tags()
+    parser.feed(html)
+    parser.close()
+    return next((tag for tag in parser.tags if tag not in TELEGRAM_TAGS), None)
 
 
 class TemplateProblem(ValueError):
@@ -322,6 +346,16 @@ class Templates:
 
         text = part("text")
         html = part("html") if "html" in CHANNEL_PARTS[channel] else None
+        if channel == "telegram" and html is not None:
+            wrong = _telegram_tags(html)
+            if wrong:
+                line = template.sources["telegram.html"].line
+                raise template.problem(
+                    line,
+                    "telegram.html",
+                    f"<{wrong}> is not a tag Telegram shows (use {', '.join(TELEGRAM_TAGS)};"
+                    " new lines for paragraphs)",
+                )
         if text is None and spec.text is not None:
             text = template.render("text", context)
         if text is None and html is not None:
@@ -373,7 +407,16 @@ class Templates:
                         )
                     made.append(Button(label, url=url))
                 else:
-                    made.append(Button(label, payload=template.render(f"{base}.payload", context)))
+                    payload = template.render(f"{base}.payload", context)
+                    if not 1 <= len(payload.encode()) <= MAX_CALLBACK_BYTES:
+                        line = template.sources[f"{base}.payload"].line
+                        raise template.problem(
+                            line,
+                            f"{base}.payload",
+                            f"a button payload is 1-{MAX_CALLBACK_BYTES} bytes,"
+                            f" this one {len(payload.encode())}",
+                        )
+                    made.append(Button(label, payload=payload))
             out.append(tuple(made))
         return tuple(out)
 

@@ -140,6 +140,28 @@ def test_sms_over_its_segment_limit_is_refused_not_cut(tmp_path: Path) -> None:
     assert templates.render("t", "telegram", _context(note="я" * 500)).text == "я" * 500
 
 
+def test_telegram_html_keeps_to_the_tags_telegram_shows(tmp_path: Path) -> None:
+    templates = _templates(
+        tmp_path,
+        ok="telegram: {html: \"<b>a</b> <i>b</i> <a href='https://x'>c</a>"
+        ' <tg-spoiler>d</tg-spoiler>"}',
+        bad='telegram:\n  html: "<b>Sale</b><p>{{ customer.name }}</p>"\n',
+    )
+    assert templates.render("ok", "telegram", _context()).text == "a b c d"
+    with pytest.raises(TemplateProblem) as info:
+        templates.render("bad", "telegram", _context())
+    assert str(info.value).startswith("templates/bad.yaml:2: telegram.html: <p> is not a tag")
+
+
+def test_button_payloads_fit_telegram(tmp_path: Path) -> None:
+    templates = _templates(
+        tmp_path, t='text: "x"\nbuttons: [[{text: "Go", payload: "{{ event.data.p }}"}]]\n'
+    )
+    assert templates.render("t", "vk", _context(p="yes")).buttons[0][0].payload == "yes"
+    with pytest.raises(TemplateProblem, match="1-64 bytes, this one 65"):
+        templates.render("t", "vk", _context(p="x" * 65))
+
+
 def test_link_buttons_must_be_web_links(tmp_path: Path) -> None:
     templates = _templates(
         tmp_path, t='text: "x"\nbuttons: [[{text: "Go", url: "{{ event.data.url }}"}]]\n'
