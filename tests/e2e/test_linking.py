@@ -185,3 +185,29 @@ async def test_a_typed_phone_earns_a_code_only_the_phone_sees(sandbox_app: App) 
         assert "продолжаем наш разговор" in replies[0]
         await api.wait_owner("telegram", "801", anna)
         assert "Мой заказ 10234 опаздывает, Анна Петрова" in await api.texts(anna)
+
+
+async def test_the_mail_and_sms_links_bring_their_sender_in(sandbox_app: App) -> None:
+    sandbox = sandbox_app.sandbox
+    assert sandbox is not None
+    assert sandbox.mail is not None
+    assert sandbox.sms is not None
+    sandbox.vk.add_user(7003, "Анна", "Петрова")
+    sandbox.vk.user_writes(7003, "Здравствуйте")
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        api = Api(sandbox_app, http)
+        anna = await api.wait_owner("vk", "7003")
+        links = await api.call("POST", f"/api/customers/{anna}/link")
+
+        mailto = urlsplit(links["email"])
+        subject = parse_qs(mailto.query)["subject"][0]
+        await sandbox.mail.write(
+            "anna@example.ru", "Продолжим по почте", subject=subject, to=mailto.path
+        )
+        await api.wait_owner("email", "anna@example.ru", anna)
+
+        sms = urlsplit(links["sms"])
+        assert sms.path == sandbox.sms.number
+        await sandbox.sms.text_from("+79035556677", parse_qs(sms.query)["body"][0])
+        await api.wait_owner("sms", "+79035556677", anna)
+        assert "Продолжим по почте" in await api.texts(anna)
