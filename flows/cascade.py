@@ -197,13 +197,13 @@ class Cascade:
                         return StepResult(advance=True)
                     state["channel_index"] += 1
                     continue
-                note = f"{verdict.reason}; until {verdict.until.isoformat()}"
-                if state.get("last_note") != note:
-                    # A postponement is told once, not at every re-check.
+                if state.get("last_note") != verdict.reason:
+                    # A postponement is told once, not at every re-check of the same cause.
+                    note = f"{verdict.reason}; until {verdict.until.isoformat()}"
                     await runs.record(
                         run, send.name, verdict.outcome, now=now, reason=note, channel=channel
                     )
-                    state["last_note"] = note
+                    state["last_note"] = verdict.reason
                 return StepResult(advance=False, wake_at=verdict.until)
             enqueued = await self._stage(session, runs, run, flow, send, customer, target, now)
             if enqueued is None:

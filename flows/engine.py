@@ -55,6 +55,8 @@ __all__ = ["EVENT_CURSOR", "FlowEngine", "FlowSource", "split_variant"]
 log = logging.getLogger("chatgate.flows")
 
 EVENT_CURSOR = "flows:events"
+# Runs that ended longer ago than this are not looked at for goals any more.
+GOAL_HORIZON = timedelta(days=90)
 # Instructions one run may execute in one go; a loop of jumps cannot hang a tick.
 _MAX_STEPS = 200
 
@@ -211,7 +213,10 @@ class FlowEngine:
         customer = await session.get(Customer, event.customer_id)
         if customer is None or customer.erased_at is not None:
             return
-        for run in await runs.of_customer(event.customer_id, WATCHED, lock=True):
+        watched = await runs.of_customer(
+            event.customer_id, WATCHED, lock=True, ended_after=now - GOAL_HORIZON
+        )
+        for run in watched:
             flow = await self._version(session, run)
             if run.status in LIVE and flow is not None and event.type in flow.cancel_on:
                 _end(run, "cancelled", f"cancelled by {event.type} (event {event.id})", now)

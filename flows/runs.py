@@ -131,14 +131,24 @@ class FlowRuns:
         return result.first()
 
     async def of_customer(
-        self, customer_id: int, statuses: Sequence[str], *, lock: bool = False
+        self,
+        customer_id: int,
+        statuses: Sequence[str],
+        *,
+        lock: bool = False,
+        ended_after: datetime | None = None,
     ) -> list[FlowRun]:
+        """The customer's runs in `statuses`; ended ones only if they ended after `ended_after`."""
         query = (
             sa.select(FlowRun)
             .where(col(FlowRun.customer_id) == customer_id, col(FlowRun.status).in_(statuses))
             .order_by(col(FlowRun.id))
             .execution_options(populate_existing=True)
         )
+        if ended_after is not None:
+            query = query.where(
+                sa.or_(col(FlowRun.ended_at).is_(None), col(FlowRun.ended_at) > ended_after)
+            )
         if lock and dialect_name(self.session) == "postgresql":
             query = query.with_for_update()
         return list(await self.session.scalars(query))
