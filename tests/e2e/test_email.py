@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 from email.message import EmailMessage
 from email.policy import default
@@ -9,12 +10,14 @@ from pathlib import Path
 
 import aiohttp
 import aiosmtplib
+import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
 from gateway.app import App
-from gateway.config import load_settings
+from gateway.config import SettingsError, load_settings
 from storage.models import Identity, Message
+from tests.bridge.email.dovecot import Dovecot
 from tests.conftest import free_port
 from tests.e2e.conftest import eventually
 from tests.fakes import FakeRelay, relay_server
@@ -95,3 +98,80 @@ async def test_marketing_unsubscribe_link_is_served_by_the_app(tmp_path: Path) -
                 assert response.content_type == "image/gif"
     finally:
         await app.aclose()
+
+
+async def test_mail_read_over_imap_is_answered_and_the_reply_comes_back_by_token(
+    tmp_path: Path,
+) -> None:
+    server = Dovecot(free_port(), free_port())
+    server.start()
+    try:
+        async with relay_server() as relay:
+            await _imap_round_trip(tmp_path, server, relay)
+    finally:
+        server.cleanup()
+
+
+async def _imap_round_trip(tmp_path: Path, server: Dovecot, relay: FakeRelay) -> None:
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'imap.db'}",
+        http_port=free_port(),
+        sandbox=False,
+        api_key="k",
+        email_address="support@shop.example",
+        email_secret="mail-secret",
+        smtp_url=f"smtp://127.0.0.1:{relay.port}",
+        imap_url=server.url(),
+    )
+    app = App(settings)
+    await app.start()
+    try:
+        question = EmailMessage()
+        question["From"] = "Мария <maria@example.org>"
+        question["To"] = "support@shop.example"
+        question["Subject"] = "Доставка"
+        question["Message-ID"] = "<imap-q1@example.org>"
+        question.set_content("Здравствуйте! Сколько идёт доставка?")
+        await server.append(question.as_bytes())
+
+        await eventually(lambda: relay.received, within=20)
+        answer = email.message_from_bytes(relay.received[0].content, policy=default)
+        reply_to = answer["Reply-To"].addresses[0].addr_spec
+        assert reply_to.startswith("reply+")
+        assert answer["In-Reply-To"] == "<imap-q1@example.org>"
+
+        reply = EmailMessage()
+        reply["From"] = "maria@example.org"
+        reply["To"] = reply_to
+        reply["Subject"] = "Re: Доставка"
+        reply["Message-ID"] = "<imap-r1@example.org>"
+        reply["In-Reply-To"] = answer["Message-ID"]
+        reply.set_content("Спасибо!\n\n> Здравствуйте! Сколько идёт доставка?")
+        await server.append(reply.as_bytes())
+
+        async def arrived() -> list[Message] | None:
+            async with app.db.session() as session:
+                rows = list(
+                    await session.scalars(sa.select(Message).where(col(Message.direction) == "in"))
+                )
+            return rows if len(rows) == 2 else None
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while (inbound := await arrived()) is None:
+            assert asyncio.get_running_loop().time() < deadline, "the reply never arrived"
+            await asyncio.sleep(0.05)
+        assert inbound[1].conversation_id == inbound[0].conversation_id
+        assert inbound[1].text == "Спасибо!"
+        assert inbound[1].meta["matched_by"] == "reply_token"
+    finally:
+        await app.aclose()
+
+
+def test_a_malformed_imap_url_stops_the_start_naming_the_setting() -> None:
+    with pytest.raises(SettingsError, match="CHATGATE_IMAP_URL"):
+        load_settings(
+            sandbox=False,
+            email_address="support@shop.example",
+            email_secret="s",
+            imap_url="imaps://no-password@mail.example/INBOX",
+        )
