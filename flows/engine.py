@@ -57,6 +57,8 @@ log = logging.getLogger("chatgate.flows")
 EVENT_CURSOR = "flows:events"
 # Runs that ended longer ago than this are not looked at for goals any more.
 GOAL_HORIZON = timedelta(days=90)
+# Attempts at advancing a run that raised, before it fails with the error as its reason.
+MAX_ERRORS = 5
 # Instructions one run may execute in one go; a loop of jumps cannot hang a tick.
 _MAX_STEPS = 200
 
@@ -323,12 +325,19 @@ class FlowEngine:
                 run.claimed_until = None
                 run.updated_at = now
         except Exception as exc:
+            # Nothing of the attempt was kept (its transaction rolled back); try again later,
+            # and give up with the error as the reason after a few tries.
             log.exception("flows.advance_failed", extra={"run": run_id})
             async with self.db.session() as session:
-                failed = await session.get(FlowRun, run_id)
+                failed = await session.get(FlowRun, run_id, populate_existing=True)
                 if failed is not None:
-                    _end(failed, "failed", f"{type(exc).__name__}: {exc}", now)
+                    errors = int(failed.context.get("_errors", 0)) + 1
+                    failed.context = {**failed.context, "_errors": errors}
                     failed.claimed_by = failed.claimed_until = None
+                    if errors >= MAX_ERRORS:
+                        _end(failed, "failed", f"{type(exc).__name__}: {exc}", now)
+                    else:
+                        failed.next_at = now + timedelta(minutes=2**errors)
             return
         if staged:
             await self.outbox.release(*staged)

@@ -276,3 +276,30 @@ async def test_two_engines_on_one_store_send_each_message_once(
     deliveries = await world.deliveries()
     assert len(deliveries) == 30
     assert len({d.customer_id for d in deliveries}) == 30
+
+
+BROKEN_FLOW = """\
+name: broken
+trigger: {event: signed_up}
+steps:
+  - send: {name: hello, template: offer, channels: [telegram]}
+  - if: {when: "tag = ", then: [{exit: true}]}
+"""
+
+
+async def test_a_step_that_keeps_raising_is_retried_then_fails_with_its_reason(
+    database: Database, tmp_path: Path
+) -> None:
+    world = await make_world(database, tmp_path, flows={"b": BROKEN_FLOW})
+    ann = await world.customer(telegram="1001")
+    await world.event(ann, "signed_up")
+    [run] = await world.runs(ann)
+    assert run.status == "active"  # the first failure is retried, not final
+    assert await world.deliveries(ann) == []  # the send rolled back with the failed step
+    for minutes in (2, 4, 8, 16):
+        await world.advance(minutes * 60)
+    [run] = await world.runs(ann)
+    assert run.status == "failed"
+    assert run.end_reason is not None
+    assert run.end_reason.startswith("SegmentError")
+    assert await world.deliveries(ann) == []
