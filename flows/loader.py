@@ -257,12 +257,20 @@ class _FlowCheck:
                         )
                     )
                 names.setdefault(name, line)
-        for instruction, (step, path) in zip(
-            self.flow.sends(),
+        split_at = next((pc for pc, i in enumerate(self.flow.program) if i.kind == "split"), None)
+        sends = [(pc, i) for pc, i in enumerate(self.flow.program) if isinstance(i, Send)]
+        for (pc, instruction), (step, path) in zip(
+            sends,
             [(s, p) for s, p in _steps(spec.steps, ("steps",)) if s.send],
             strict=True,
         ):
             self._send(instruction, step, path, variants)
+            if isinstance(instruction.template, dict) and split_at is not None and pc < split_at:
+                self.errors.append(
+                    lines.error(
+                        (*path, "send", "template"), "a template per variant comes after the split"
+                    )
+                )
 
     def _segment(self, text: str, path: Path_) -> None:
         try:

@@ -203,10 +203,16 @@ def test_a_waited_for_time_must_be_in_the_sample(tmp_path: Path) -> None:
     ]
 
 
-def test_variant_templates_need_a_split(tmp_path: Path) -> None:
+def test_variant_templates_need_a_split_before_them(tmp_path: Path) -> None:
     flow = GOOD.replace("template: nudge", "template: {a: nudge, b: nudge}")
     assert _errors(tmp_path, flow) == [
         "cart.yaml:11: steps[1].send.template: a template per variant needs a split step"
+    ]
+    other = tmp_path / "other"
+    other.mkdir()
+    late = flow + "  - split: {name: s, variants: {a: 1, b: 1}}\n"
+    assert _errors(other, late) == [
+        "cart.yaml:11: steps[1].send.template: a template per variant comes after the split"
     ]
 
 
