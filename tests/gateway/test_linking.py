@@ -7,6 +7,7 @@ check where the message landed, what was merged, and what each person was told.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import re
@@ -261,6 +262,18 @@ async def test_a_token_works_once(database: Database) -> None:
     told = await world.told("telegram", "666")
     assert "ссылка уже не действует" in told[0]
     assert not any("Анна" in t or "заказ?" in t for t in told)
+
+
+async def test_two_messages_racing_with_one_token_link_one_person(database: Database) -> None:
+    world = World(database)
+    anna = await world.anna()
+    token = _token((await world.links(anna))["telegram"])
+    await asyncio.gather(
+        world.write("telegram", "555", "/start", link_token=token),
+        world.write("telegram", "666", "/start", link_token=token),
+    )
+    owners = [await world.owner("telegram", a) for a in ("555", "666")]
+    assert owners.count(anna) == 1
 
 
 async def test_an_expired_token_proves_nothing(database: Database) -> None:
