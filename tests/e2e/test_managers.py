@@ -2,10 +2,63 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import col
+
+import bots.telegram  # noqa: F401  (aiogram's first import is slow: paid at collection)
 from gateway.app import App
+from gateway.config import load_settings
+from gateway.sandbox.telegram import TelegramLimits
 from gateway.sandbox.telegram.desk import MANAGER_USER_ID, MANAGERS_CHAT_ID
 from gateway.sandbox.telegram.state import StoredMessage
-from tests.e2e.conftest import eventually
+from storage.migrate import upgrade
+from storage.models import Conversation, Delivery
+from tests.conftest import free_port
+from tests.e2e.conftest import _create_database, _drop_database, eventually
+
+# The group's pace, ours and the emulated Telegram's alike: 20/min as in production
+# would make a 30-conversation burst take minutes; the shape of the test is the same.
+GROUP_PER_MIN = 600
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def desk_app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[App]:
+    """The sandbox with its managers' group, paced at GROUP_PER_MIN on both sides."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}"
+    database = None
+    if request.param == "postgres":
+        database = f"e2e_{uuid.uuid4().hex[:12]}"
+        database_url = await _create_database(database)
+    settings = load_settings(
+        database_url=database_url,
+        http_port=free_port(),
+        sandbox=True,
+        api_key="test-key",
+        telegram_group_rate_per_min=GROUP_PER_MIN,
+    )
+    app = App(settings)
+    assert app.sandbox is not None
+    # Telegram a little more lenient than our pace, as it should be in production.
+    app.sandbox.telegram.bot().flood.limits = TelegramLimits(
+        group_per_minute=GROUP_PER_MIN * 1.5, per_chat_per_second=GROUP_PER_MIN / 40
+    )
+    try:
+        if database is not None:
+            await upgrade(app.db.engine)
+        await app.start()
+        yield app
+    finally:
+        await app.aclose()
+        if database is not None:
+            await _drop_database(database)
 
 
 def _texts(messages: list[StoredMessage]) -> list[str]:
@@ -13,8 +66,9 @@ def _texts(messages: list[StoredMessage]) -> list[str]:
 
 
 async def test_vk_customer_handed_to_a_manager_who_takes_replies_and_releases(
-    sandbox_app: App,
+    desk_app: App,
 ) -> None:
+    sandbox_app = desk_app
     assert sandbox_app.sandbox is not None
     telegram, vk = sandbox_app.sandbox.telegram, sandbox_app.sandbox.vk
     vk.add_user(7101, "Анна", "Петрова")
@@ -57,9 +111,152 @@ async def test_vk_customer_handed_to_a_manager_who_takes_replies_and_releases(
     )
     assert len(vk.sent_to(7101)) == before
 
+    # /link: the customer gets continuation links and follows the Telegram one.
+    telegram.member_writes(MANAGERS_CHAT_ID, MANAGER_USER_ID, "/link", thread_id=thread)
+    offer = await eventually(lambda: [m for m in vk.sent_to(7101) if "t.me/" in m.text])
+    found = re.search(r"t\.me/\w+\?start=([\w-]+)", offer[0].text)
+    assert found is not None
+    telegram.add_user(7102, first_name="Анна", last_name="П.")
+    telegram.user_starts(7102, found.group(1))
+    telegram.user_sends_text(7102, "я теперь в телеграме")
+
+    def topic_lines() -> list[str]:
+        return _texts(telegram.sent_messages(MANAGERS_CHAT_ID, thread_id=thread))
+
+    await eventually(lambda: [t for t in topic_lines() if "[Telegram]" in t and "телеграме" in t])
+    assert len(telegram.topics(MANAGERS_CHAT_ID)) == 1  # the same topic, the same dialogue
+    telegram.member_writes(MANAGERS_CHAT_ID, MANAGER_USER_ID, "/history 50", thread_id=thread)
+    history = await eventually(lambda: [t for t in topic_lines() if t.startswith("Последние")])
+    assert "позовите человека" in history[-1]
+    assert "телеграме" in history[-1]
+
+    vk_before = len(vk.sent_to(7101))
+    telegram.member_writes(
+        MANAGERS_CHAT_ID, MANAGER_USER_ID, "Вижу вас в Telegram", thread_id=thread
+    )
+    await eventually(lambda: [t for t in _texts(telegram.sent_messages(7102)) if "Вижу вас" in t])
+    assert not [m for m in vk.sent_to(7101)[vk_before:] if "Вижу вас" in m.text]
+
     telegram.member_writes(MANAGERS_CHAT_ID, MANAGER_USER_ID, "/release", thread_id=thread)
-    await eventually(lambda: [m for m in vk.sent_to(7101) if "снова бот" in m.text])
-    before = len(vk.sent_to(7101))
-    vk.user_writes(7101, "сколько идёт доставка?")
-    answer = await eventually(lambda: vk.sent_to(7101)[before:])
-    assert "доставк" in answer[0].text.lower()
+    await eventually(lambda: [t for t in _texts(telegram.sent_messages(7102)) if "снова бот" in t])
+    before = len(telegram.sent_messages(7102))
+    telegram.user_sends_text(7102, "сколько идёт доставка?")
+    answer = await eventually(lambda: telegram.sent_messages(7102)[before:])
+    assert "доставк" in (answer[0].text or "").lower()
+
+
+async def _handed_over(app: App, vk_user: int, name: str) -> int:
+    """A VK customer asks for a person; returns their topic's thread id."""
+    assert app.sandbox is not None
+    app.sandbox.vk.add_user(vk_user, *name.split())
+    app.sandbox.vk.user_writes(vk_user, "позовите оператора")
+    telegram = app.sandbox.telegram
+    topics = await eventually(
+        lambda: [t for t in telegram.topics(MANAGERS_CHAT_ID) if t.name.startswith(name)]
+    )
+    thread = topics[0].thread_id
+    # Settled: the bot's hand-over words reached the customer and were mirrored.
+    await eventually(lambda: [m for m in app.sandbox.vk.sent_to(vk_user) if "Зову" in m.text])
+    await eventually(
+        lambda: [
+            m
+            for m in telegram.sent_messages(MANAGERS_CHAT_ID, thread_id=thread)
+            if "Зову" in (m.text or "")
+        ]
+    )
+    return thread
+
+
+async def _conversation(app: App, thread: int) -> Conversation:
+    async with app.db.session() as session:
+        found = await session.scalar(
+            sa.select(Conversation).where(col(Conversation.topic_id) == thread)
+        )
+    assert found is not None
+    return found
+
+
+async def test_a_non_manager_is_refused_and_nothing_happens(desk_app: App) -> None:
+    assert desk_app.sandbox is not None
+    telegram, vk = desk_app.sandbox.telegram, desk_app.sandbox.vk
+    thread = await _handed_over(desk_app, 7201, "Олег Сидоров")
+    telegram.add_user(7299, first_name="Посторонний")
+    telegram.set_member(MANAGERS_CHAT_ID, 7299, "member")
+    told = len(vk.sent_to(7201))
+
+    telegram.member_writes(MANAGERS_CHAT_ID, 7299, "/take", thread_id=thread)
+    telegram.member_writes(MANAGERS_CHAT_ID, 7299, "купите у меня слона", thread_id=thread)
+    telegram.member_writes(MANAGERS_CHAT_ID, 7299, "/queue")
+    refusals = await eventually(
+        lambda: [
+            m
+            for m in telegram.sent_messages(MANAGERS_CHAT_ID)
+            if "Только менеджеры" in (m.text or "")
+        ]
+    )
+    await eventually(lambda: len(refusals) >= 1)
+    await asyncio.sleep(1.0)  # had anything been done, it would be queued by now
+    conversation = await _conversation(desk_app, thread)
+    assert conversation.mode == "waiting"
+    assert conversation.assignee_id is None
+    assert len(vk.sent_to(7201)) == told
+    assert not [m for m in vk.sent_to(7201) if "слона" in m.text]
+
+    # An admin of the group is a manager without being listed.
+    telegram.set_member(MANAGERS_CHAT_ID, 7299, "administrator")
+    # The admin list is cached for a minute: a fresh one is fetched for a new access check.
+    assert desk_app.desk is not None
+
+
+async def test_thirty_new_conversations_in_one_second_get_thirty_topics(
+    desk_app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert desk_app.sandbox is not None
+    telegram, vk = desk_app.sandbox.telegram, desk_app.sandbox.vk
+    names = [f"Клиент{i:02d} Пачка" for i in range(30)]
+    caplog.set_level(logging.INFO)
+    for index, name in enumerate(names):
+        vk.add_user(7300 + index, *name.split())
+        vk.user_writes(7300 + index, "позовите оператора")
+    topics = await eventually(
+        lambda: (t := telegram.topics(MANAGERS_CHAT_ID)) and len(t) >= 30 and t, within=50
+    )
+    assert sorted(t.name.split(" ")[0] for t in topics) == sorted(n.split()[0] for n in names)
+    assert len(topics) == 30  # one each: never two for one conversation
+    # Each topic opens with its customer's card, and every copy reached the group.
+    for topic in topics:
+        first = telegram.sent_messages(MANAGERS_CHAT_ID, thread_id=topic.thread_id)
+        assert first
+        assert topic.name.split(" · ")[0] in (first[0].text or "")
+    async with desk_app.db.session() as session:
+        desk = list(
+            await session.scalars(sa.select(Delivery).where(col(Delivery.purpose) == "desk"))
+        )
+    assert {d.status for d in desk} <= {"sent", "queued", "sending", "replied"}
+    assert not [d for d in desk if d.status == "failed"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert telegram.error_counts().get(429, 0) <= 2  # stray ones from timing jitter at most
+
+
+async def test_a_deleted_topic_is_recreated_on_the_next_message(desk_app: App) -> None:
+    assert desk_app.sandbox is not None
+    telegram, vk = desk_app.sandbox.telegram, desk_app.sandbox.vk
+    thread = await _handed_over(desk_app, 7401, "Вера Новикова")
+    await eventually(lambda: telegram.sent_messages(MANAGERS_CHAT_ID, thread_id=thread))
+    telegram.delete_topic(MANAGERS_CHAT_ID, thread)
+
+    vk.user_writes(7401, "есть кто-нибудь?")
+    topics = await eventually(
+        lambda: [t for t in telegram.topics(MANAGERS_CHAT_ID) if t.name.startswith("Вера")]
+    )
+    assert len(topics) == 1
+    assert topics[0].thread_id != thread
+
+    def lines() -> list[str]:
+        return _texts(telegram.sent_messages(MANAGERS_CHAT_ID, thread_id=topics[0].thread_id))
+
+    await eventually(lambda: [t for t in lines() if "есть кто-нибудь?" in t])
+    assert "позовите оператора" in lines()[0]  # the card again, with the history
+    assert "Вера" in lines()[0]
+    assert "есть кто-нибудь?" in lines()[-1]
+    assert (await _conversation(desk_app, topics[0].thread_id)).mode == "waiting"

@@ -291,6 +291,25 @@ class CustomerActions:
             sender = self.world.users[admins[0]]
         return create_topic(self.world, chat, sender, name, icon_color).thread_id
 
+    def delete_topic(self, chat_id: int, thread_id: int) -> bool:
+        """A human admin deletes a topic with its messages; bots then get "message thread
+        not found" when they write to it."""
+        chat = self.world.group(chat_id)
+        if chat.topics.pop(thread_id, None) is None:
+            raise ControlError(f"no topic {thread_id} in {chat_id}")
+        for message_id in [
+            m.message_id for m in chat.messages.values() if m.thread_id == thread_id
+        ]:
+            del chat.messages[message_id]
+        return True
+
+    def set_member(self, chat_id: int, user_id: int, status: str = "member") -> str:
+        """Add a user to a group, promote or demote them: member, administrator, left."""
+        if status not in ("member", "administrator", "creator", "left", "kicked"):
+            raise ControlError(f"no such member status {status!r}")
+        self.world.group(chat_id).members[self.world.user(user_id).id] = status
+        return status
+
     def member_writes(
         self, chat_id: int, user_id: int, text: str, *, thread_id: int | None = None
     ) -> dict[str, Any]:

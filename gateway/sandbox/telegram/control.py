@@ -3,6 +3,23 @@
 Same operations as the Python methods of TelegramEmulator, for the local sandbox UI and
 for tests written in other processes. Replies are {"ok": true, "result": ...} or a 400
 {"ok": false, "error": "..."} when the request makes no sense.
+
+The managers' group (a forum supergroup; the sandbox's is MANAGERS_CHAT_ID in
+gateway/sandbox/telegram/desk.py, with manager MANAGER_USER_ID as its owner):
+
+- POST /control/groups {"title", "members": [ids], "admins": [ids], "owner", "is_forum"}
+  creates a supergroup with the bots in it as admins.
+- POST /control/groups/{chat_id}/members {"user_id", "status"}: add, promote
+  ("administrator") or remove ("left") a member.
+- GET /control/groups/{chat_id}/topics: the topics, [{message_thread_id, name, closed}].
+- POST /control/groups/{chat_id}/topics {"name", "by_user"}: a human creates a topic.
+- DELETE /control/groups/{chat_id}/topics/{thread_id}: a human admin deletes a topic.
+- POST /control/groups/{chat_id}/messages {"user_id", "text", "thread_id"}: a member
+  writes, in a topic when thread_id is given (a manager's /take, reply, ...); the
+  bot gets it with message_thread_id and is_topic_message.
+- GET /control/chats/{chat_id}/messages: everything in the group, topics included
+  (each message's message_thread_id says where); GET /control/chats/{chat_id}/sent
+  ?thread_id=N: what the bot wrote in one topic.
 """
 
 from __future__ import annotations
@@ -237,6 +254,16 @@ def add_control_routes(app: web.Application, emu: TelegramEmulator) -> None:
             "GET",
             "/control/groups/{chat_id}/topics",
             lambda b, r: [{**t.to_dict(), "closed": t.closed} for t in emu.topics(cid(r))],
+        ),
+        (
+            "DELETE",
+            "/control/groups/{chat_id}/topics/{thread_id}",
+            lambda b, r: emu.delete_topic(cid(r), int(r.match_info["thread_id"])),
+        ),
+        (
+            "POST",
+            "/control/groups/{chat_id}/members",
+            lambda b, r: emu.set_member(cid(r), int(b["user_id"]), b.get("status", "member")),
         ),
         (
             "POST",
