@@ -5,7 +5,8 @@ email goes first; nobody opens it, so after `next_channel_after` the Telegram
 message follows; a tap on its tracked button stops the chain (no SMS is ever
 sent) and a purchase within the window is credited to that Telegram step.
 Time is a FakeClock started at the wall time (the outbox and the tracking pages
-compare it with real send times), so "4h later" takes milliseconds.
+compare it with real send times), so "4h later" takes milliseconds; the customer
+lives where it is noon, under the default quiet hours and caps.
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ async def flows_app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         api_key="test-key",
         email_secret="flow-tracking-secret",
         public_url=PUBLIC,  # marketing mail needs an https unsubscribe link (RFC 8058)
-        quiet_hours="00:00-00:00",  # none: the wall clock may be at night; tested apart
     )
     app = App(settings, clock=FakeClock(datetime.now(UTC).replace(microsecond=0)))
     try:
@@ -111,6 +111,11 @@ async def _deliveries(app: App, customer_id: int) -> list[Delivery]:
         )
 
 
+def _noon_zone(now: datetime) -> str:
+    offset = (12 - now.hour + 11) % 24 - 11  # UTC-11 .. UTC+12
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
 async def _later(app: App, clock: FakeClock, seconds: float) -> None:
     await clock.advance(seconds)
     await app.flow_engine.tick()
@@ -135,6 +140,8 @@ async def test_abandoned_cart_email_then_telegram_click_stops_and_purchase_credi
         assert customer is not None
         customer.email = "anna@example.org"
         customer.phone = "+79990001122"
+        # Noon where the customer lives, so the default quiet hours (21-09) stay out of it.
+        customer.timezone = _noon_zone(clock.now())
         await Customers(session).set_consent(
             customer_id, ConsentIn("*", "marketing", True, source="checkout form")
         )
