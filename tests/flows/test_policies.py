@@ -10,6 +10,7 @@ import pytest
 
 from flows.caps import Caps
 from flows.quiet_hours import QuietHours
+from storage.conversations import Conversations
 from storage.customers import ConsentIn, Customers
 from storage.db import Database
 from tests.flows.engine_world import CART_FLOW, HOUR, make_world
@@ -156,8 +157,6 @@ async def test_a_managers_conversation_pauses_promos_until_released(
     world = await make_world(database, tmp_path, flows={"promo": PROMO_FLOW})
     ann = await world.customer(telegram="1001")
     async with database.session() as session:
-        from storage.conversations import Conversations
-
         await Conversations(session).open_for(ann)
     await world.set_mode(ann, "manager")
     await world.event(ann, "promo")
@@ -171,3 +170,22 @@ async def test_a_managers_conversation_pauses_promos_until_released(
     await world.set_mode(ann, "bot")
     await world.advance(15 * 60)
     assert len(await world.deliveries(ann)) == 1
+
+
+async def test_a_send_postponed_for_over_a_week_expires_with_its_reason(
+    database: Database, tmp_path: Path
+) -> None:
+    world = await make_world(database, tmp_path, flows={"promo": PROMO_FLOW})
+    ann = await world.customer(telegram="1001")
+    async with database.session() as session:
+        await Conversations(session).open_for(ann)
+    await world.set_mode(ann, "manager")
+    await world.event(ann, "promo")
+    await world.advance(8 * 24 * HOUR)
+    assert await world.deliveries(ann) == []
+    [run] = await world.runs(ann)
+    assert run.status == "done"
+    last = (await world.steps(ann))[-1]
+    assert last.outcome == "expired"
+    assert last.reason is not None
+    assert "postponed for over 7 days" in last.reason
