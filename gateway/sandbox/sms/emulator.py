@@ -17,6 +17,7 @@ import binascii
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
@@ -90,7 +91,7 @@ class TwilioEmulator:
         self.phones = PhoneBook()
         self._deliver_to = deliver_to or (lambda url: url)
         self._report_delay = report_delay
-        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._clock = clock or time.time  # wall-clock seconds: the console shows them
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = self.make_app()

@@ -111,7 +111,7 @@
         : [emptyState(`No mail yet for ${address()}.`)]));
       const current = items.find((m) => m.id === selected);
       if (composing && composing.mode === "new") view.replaceChildren(composer(null));
-      else view.replaceChildren(...(current ? message(current) : [h("div", {class: "muted pad"}, "Pick a message.")]));
+      else view.replaceChildren(...(current ? message(current).filter(Boolean) : [h("div", {class: "muted pad"}, "Pick a message.")]));
     }
 
     async function refresh() {

@@ -90,11 +90,12 @@
         selected === null ? null : h("button", {type: "button", class: "kb-button", onclick: () => { input.value = "/note "; input.focus(); }}, "/note …"));
     }
 
-    /** The customer's own topic, found by their name, unless the person chose one. */
+    /** The customer's own topic, by their name or customer number, unless the person chose one. */
     function followPersona() {
       if (pinned || !persona) return;
       const name = persona.name.toLowerCase();
-      const mine = topics.filter((t) => t.name.toLowerCase().includes(name));
+      const number = persona.customerId ? new RegExp(`#${persona.customerId}(?!\\d)`) : null;
+      const mine = topics.filter((t) => t.name.toLowerCase().includes(name) || (number && number.test(t.name)));
       if (mine.length) selected = mine[mine.length - 1].message_thread_id;
     }
 
