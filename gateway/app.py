@@ -24,6 +24,7 @@ from flows.engine import FlowEngine
 from flows.loader import load_flows
 from gateway.api import API_APP as API_SUBAPP
 from gateway.api import setup_api
+from gateway.api.conversations import DESK
 from gateway.api.events import EVENT_LISTENERS, EventListener
 from gateway.api.state import API_APP, LINKER
 from gateway.broker import make_broker
@@ -224,8 +225,10 @@ class App:
                 codes=self.linker,
             )
         )
-        if self.desk is not None:
-            self.desk.linker = getattr(self, "linker", None)
+        if self.desk is None:  # no managers' group: the API's conversation actions still work
+            self.desk = Desk(self.db, self.outbox, None, clock=self.clock)
+        self.desk.linker = getattr(self, "linker", None)
+        self.web[API_APP][DESK] = self.desk
         if self.sandbox is not None:
             managers = self.desk.mirror.chat_id if self.desk is not None else None
             setup_console(

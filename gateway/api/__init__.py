@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import broadcasts as broadcast_routes
-from gateway.api import customers, erasure, events, flows_customer, merges
+from gateway.api import conversations, customers, erasure, events, flows_customer, merges
 from gateway.api import flows as flow_routes
 from gateway.api.auth import auth_middleware
 from gateway.api.errors import error_middleware
@@ -30,6 +30,7 @@ def api_routes() -> list[Route]:
     return with_openapi(
         [
             *customers.routes,
+            *conversations.routes,
             *merges.routes,
             *erasure.routes,
             *events.routes,

@@ -68,22 +68,32 @@ class _Work:
 
 
 class Desk:
-    """Managers' actions on conversations; each call is one transaction."""
+    """Managers' actions on conversations; each call is one transaction.
+
+    Without a managers' group (`mirror` None) the API still acts; nothing is mirrored.
+    """
 
     def __init__(
         self,
         db: Database,
         outbox: Outbox,
-        mirror: Mirror,
+        mirror: Mirror | None,
         *,
         clock: Clock,
         linker: LinkIssuer | None = None,
     ) -> None:
         self.db = db
         self.outbox = outbox
-        self.mirror = mirror
+        self._mirror = mirror
         self.clock = clock
         self.linker = linker
+
+    @property
+    def mirror(self) -> Mirror:
+        """The managers' group mirror; LookupError when there is no group."""
+        if self._mirror is None:
+            raise LookupError("no managers' group is configured")
+        return self._mirror
 
     # ------------------------------------------------------------ lookups
 
@@ -294,7 +304,8 @@ class Desk:
         if conversation.mode == ConversationMode.manager and conversation.assignee_id == manager.id:
             await self._notice(session, conversation, "Диалог уже у вас", work)
             return
-        work.copies += await self.mirror.open(session, conversation)
+        if self._mirror is not None:
+            work.copies += await self._mirror.open(session, conversation)
         await Conversations(session).update(
             conversation, mode=ConversationMode.manager, assignee_id=manager.id, waiting_since=None
         )
@@ -328,7 +339,8 @@ class Desk:
     async def _notice(
         self, session: AsyncSession, conversation: Conversation, html: str, work: _Work
     ) -> None:
-        work.copies.append(await self.mirror.notice(session, conversation, html))
+        if self._mirror is not None:  # no managers' group: nowhere to say it
+            work.copies.append(await self._mirror.notice(session, conversation, html))
 
     async def _release(self, work: _Work) -> None:
         await self.outbox.release(*work.staged)
