@@ -22,7 +22,7 @@ from aiohttp import web
 from gateway.bridge.email import EmailAdapter, SmtpReceiver
 from gateway.bridge.email.parsing import parse_message
 from gateway.bridge.email.quotes import strip_reply
-from gateway.channels import Outbound, Sent
+from gateway.channels import Failure, Outbound, Sent
 from gateway.sandbox.mail import Mail, MailRefused, PostOffice
 from gateway.sandbox.platforms import rebase
 from tests.conftest import free_port
@@ -275,3 +275,24 @@ async def test_control_api_reads_writes_and_replies(world: World) -> None:
     assert "Message-ID: " + mail["message_id"] in raw
     await eventually(lambda: world.mx.received)
     assert len(world.mx.received) == 1
+
+
+async def test_a_deleted_mailbox_is_a_hard_failure_that_marks_the_address(world: World) -> None:
+    control = f"{world.base}/mail/control/mailboxes/{CUSTOMER}"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{control}/state", json={"exists": False}) as r:
+            assert r.status == 200
+        result = await world.adapter.send(_outbound())
+        async with http.get(f"{control}/messages") as r:
+            box = await r.json()
+        async with http.post(f"{control}/state", json={"exists": "no"}) as r:
+            assert r.status == 400
+        async with http.post(f"{control}/state", json={"exists": True}) as r:
+            assert r.status == 200
+
+    assert isinstance(result, Failure)
+    assert not result.retryable
+    assert result.unreachable  # 5.1.1: the address is dead, cascades skip it
+    assert "5.1.1" in result.reason
+    assert (box["exists"], box["items"]) == (False, [])
+    assert isinstance(await world.adapter.send(_outbound()), Sent)

@@ -278,3 +278,36 @@ async def test_control_reports_a_webhook_chatgate_refused(world: World) -> None:
     ):
         assert r.status == 502
         assert "403" in (await r.json())["error"]
+
+
+async def test_a_429_fault_makes_the_adapter_pause_the_lane_and_files_nothing(
+    world: World,
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{world.base}/twilio/control/faults",
+            json={"status": 429, "code": 20429, "times": 1, "retry_after": 7},
+        ) as r,
+    ):
+        assert r.status == 200
+
+    refused = await world.adapter.send(_outbound("first"))
+    assert isinstance(refused, Failure)
+    assert refused.retryable
+    assert refused.lane_wide
+    assert refused.retry_after == 7
+    assert world.emulator.phones.known() == []
+    # The fault was for one send: the retry goes through.
+    assert isinstance(await world.adapter.send(_outbound("first")), Sent)
+    assert [m.body for m in world.emulator.phones.phone(PHONE).messages] == ["first"]
+
+
+async def test_a_5xx_fault_is_retryable_for_the_adapter(world: World) -> None:
+    world.emulator.fail_next(1, 503, 20503)
+    result = await world.adapter.send(_outbound("hi"))
+    assert isinstance(result, Failure)
+    assert result.retryable
+    assert not result.lane_wide
+    with pytest.raises(ValueError, match="HTTP error"):
+        world.emulator.fail_next(1, 200, 0)

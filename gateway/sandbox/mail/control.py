@@ -1,9 +1,12 @@
 """`/control/...`: the console's JSON endpoints for the sandbox mailboxes.
 
-`GET /control/config`; `GET /control/mailboxes`; `GET /control/mailboxes/{address}/messages`;
-`POST /control/mailboxes/{address}/messages` `{"text", "subject"?, "to"?}` (write to the
-shop); `POST /control/messages/{id}/reply` `{"text"}`; `POST /control/messages/{id}/unsubscribe`
-(one-click); `GET /control/messages/{id}/raw` (the message as it came, RFC 5322).
+- `GET /control/config`; `GET /control/mailboxes`;
+- `GET /control/mailboxes/{address}/messages`;
+- `POST /control/mailboxes/{address}/messages` `{"text", "subject"?, "to"?}`: write to the shop;
+- `POST /control/mailboxes/{address}/state` `{"exists"}`: delete the mailbox (mail to it is
+  refused 550 5.1.1, as for a closed account) or bring it back;
+- `POST /control/messages/{id}/reply` `{"text"}`; `POST /control/messages/{id}/unsubscribe`
+  (one-click); `GET /control/messages/{id}/raw` (the message as it came, RFC 5322).
 """
 
 from __future__ import annotations
@@ -77,7 +80,22 @@ def add_control_routes(app: web.Application, office: PostOffice) -> None:
 
     async def messages(request: web.Request) -> Any:
         address = _address(request)
-        return {"mailbox": address, "items": [m.as_json() for m in office.mailboxes.of(address)]}
+        return {
+            "mailbox": address,
+            "exists": office.exists(address),
+            "items": [m.as_json() for m in office.mailboxes.of(address)],
+        }
+
+    async def state(request: web.Request) -> Any:
+        address = _address(request)
+        exists = (await _body(request)).get("exists")
+        if not isinstance(exists, bool):
+            raise ValueError('"exists" must be true or false')
+        if exists:
+            office.deleted.discard(address)
+        else:
+            office.deleted.add(address)
+        return {"mailbox": address, "exists": exists}
 
     async def write(request: web.Request) -> Any:
         address = _address(request)
@@ -109,6 +127,7 @@ def add_control_routes(app: web.Application, office: PostOffice) -> None:
     app.router.add_get("/control/mailboxes", endpoint(mailboxes))
     app.router.add_get("/control/mailboxes/{address}/messages", endpoint(messages))
     app.router.add_post("/control/mailboxes/{address}/messages", endpoint(write))
+    app.router.add_post("/control/mailboxes/{address}/state", endpoint(state))
     app.router.add_post("/control/messages/{id}/reply", endpoint(reply))
     app.router.add_post("/control/messages/{id}/unsubscribe", endpoint(unsubscribe))
     app.router.add_get("/control/messages/{id}/raw", endpoint(raw))

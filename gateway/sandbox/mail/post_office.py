@@ -56,7 +56,8 @@ class PostOffice:
         self.mx_host = mx_host
         self.mx_port = mx_port
         self.mailboxes = Mailboxes()
-        self.server = MailServer(self._arrived)
+        self.deleted: set[str] = set()  # addresses whose server answers 550 5.1.1
+        self.server = MailServer(self._arrived, exists=self.exists)
         self._deliver_to = deliver_to or (lambda url: url)
         self._session: aiohttp.ClientSession | None = None
         self.app = self.make_app()
@@ -65,6 +66,10 @@ class PostOffice:
         app = web.Application()
         add_control_routes(app, self)
         return app
+
+    def exists(self, address: str) -> bool:
+        """Whether mail to `address` is taken (a deleted mailbox is a hard bounce)."""
+        return address.strip().strip("<>").lower() not in self.deleted
 
     def _arrived(self, raw: bytes, envelope_from: str, recipients: list[str]) -> None:
         for recipient in dict.fromkeys(r.lower() for r in recipients):

@@ -19,13 +19,15 @@ __all__ = ["MailServer"]
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[bytes, str, list[str]], None]
+Exists = Callable[[str], bool]
 
 
 class _Handler:
-    """Accepts mail for any address that looks like one and hands it on."""
+    """Accepts mail for any address that looks like one and still exists, and hands it on."""
 
-    def __init__(self, deliver: Deliver) -> None:
+    def __init__(self, deliver: Deliver, exists: Exists) -> None:
         self._deliver = deliver
+        self._exists = exists
 
     async def handle_RCPT(  # the name aiosmtpd calls
         self,
@@ -38,6 +40,9 @@ class _Handler:
         local, at, domain = address.rpartition("@")
         if not (local and at and "." in domain):
             return "553 5.1.3 not a mailbox address"
+        if not self._exists(address):
+            # What a receiving server answers for a deleted account: a hard 5.1.1.
+            return f"550 5.1.1 <{address}>: recipient address rejected: user unknown"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -53,8 +58,10 @@ class _Handler:
 class MailServer:
     """SMTP on a loopback port chosen at construction; `start()` then `aclose()`."""
 
-    def __init__(self, deliver: Deliver, *, host: str = "127.0.0.1") -> None:
-        self._handler = _Handler(deliver)
+    def __init__(
+        self, deliver: Deliver, *, exists: Exists = lambda _address: True, host: str = "127.0.0.1"
+    ) -> None:
+        self._handler = _Handler(deliver, exists)
         self._socket: socket.socket | None = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind((host, 0))
         self.host, self.port = self._socket.getsockname()[:2]

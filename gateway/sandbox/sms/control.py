@@ -2,7 +2,8 @@
 
 `GET /control/config`, `GET /control/phones`, `GET /control/phones/{phone}/messages`,
 `POST /control/phones/{phone}/messages` `{"text"}` (text the shop from that phone),
-`POST /control/phones/{phone}/state` `{"reachable"}` (switch the phone off or on).
+`POST /control/phones/{phone}/state` `{"reachable"}` (switch the phone off or on),
+`POST /control/faults` `{"status", "code", "times", "retry_after"}` (refuse the next sends).
 A phone is written in E.164 (`+79001234567`, `%2B` in a URL works too).
 """
 
@@ -86,7 +87,22 @@ def add_control_routes(app: web.Application, emulator: TwilioEmulator) -> None:
         phone.reachable = reachable
         return web.json_response(phone.as_json())
 
+    async def faults(request: web.Request) -> web.Response:
+        body = await _body(request)
+        try:
+            after = body.get("retry_after")
+            emulator.fail_next(
+                int(body.get("times", 1)),
+                int(body.get("status", 429)),
+                int(body.get("code", 20429)),
+                None if after is None else int(after),
+            )
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
+        return web.json_response({"ok": True})
+
     app.router.add_get("/control/config", config)
+    app.router.add_post("/control/faults", faults)
     app.router.add_get("/control/phones", phones)
     app.router.add_get("/control/phones/{phone}/messages", thread)
     app.router.add_post("/control/phones/{phone}/messages", text)

@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
 MAX_BODY = 1600  # characters, Twilio's limit for one (concatenated) message
+_FAULT_MESSAGES = {
+    20429: "Too Many Requests",
+    20500: "Internal Server Error",
+    20503: "Service Unavailable",
+}
 
 
 class TwilioError(Exception):
@@ -94,6 +99,7 @@ class TwilioEmulator:
         self._clock = clock or time.time  # wall-clock seconds: the console shows them
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._faults: list[tuple[int, int, int | None]] = []
         self.app = self.make_app()
 
     def make_app(self) -> web.Application:
@@ -122,9 +128,25 @@ class TwilioEmulator:
         if not good:
             raise TwilioError(401, 20003, "Authenticate")
 
+    def fail_next(self, times: int, status: int, code: int, retry_after: int | None = None) -> None:
+        """Answer the next `times` Messages API sends with this Twilio error.
+
+        429/20429 is Twilio's "too many requests" (with Retry-After when given), 5xx an
+        outage; what was refused is not filed, as with Twilio.
+        """
+        if times < 1 or not 400 <= status <= 599:
+            raise ValueError("times must be at least 1 and status an HTTP error (4xx/5xx)")
+        self._faults = [(status, code, retry_after)] * times
+
     async def _create_message(self, request: web.Request) -> web.Response:
         try:
             self._authenticate(request)
+            if self._faults:
+                status, code, after = self._faults.pop(0)
+                answer = TwilioError(status, code, _FAULT_MESSAGES.get(code, "Error")).response()
+                if after is not None:
+                    answer.headers["Retry-After"] = str(after)
+                return answer
             form = await request.post()
             fields = {k: str(v) for k, v in form.items()}
             sms = self.accept(fields)

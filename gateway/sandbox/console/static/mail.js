@@ -18,14 +18,16 @@
     let selected = null; // a message id
     let composing = null; // {mode: "reply" | "new", parentId}
     let showHtml = true;
+    let exists = true;
 
     const title = h("div", {class: "title"}, "Mail");
     const subtitle = h("div", {class: "subtitle"});
     const menu = h("div", {class: "menu"});
+    const banner = h("div", {class: "banner", hidden: true}, "This mailbox is deleted: mail to it is refused (550 5.1.1), a hard bounce for chatgate.");
     const list = h("div", {class: "mail-list"});
     const view = h("div", {class: "mail-view"});
     const el = h("section", {class: "pane mailbox", dataset: {pane: "mail"}},
-      h("header", {class: "pane-header"}, h("div", {class: "who"}, title, subtitle), menu), list, view);
+      h("header", {class: "pane-header"}, h("div", {class: "who"}, title, subtitle), menu), banner, list, view);
 
     const address = () => persona && persona.email ? persona.email.toLowerCase() : null;
     const url = (path) => `${mail.control}${path}`;
@@ -117,8 +119,9 @@
     async function refresh() {
       if (!address()) return;
       const box = await requestJson(url(`/mailboxes/${encodeURIComponent(address())}/messages`));
-      const signature = JSON.stringify(box.items.map((m) => m.id));
+      const signature = JSON.stringify([box.exists, box.items.map((m) => m.id)]);
       if (signature === seen) return;
+      if (box.exists !== exists) { exists = box.exists; renderMenu(); }
       const fresh = !seen;
       seen = signature;
       items = box.items;
@@ -129,12 +132,30 @@
       render();
     }
 
+    async function setExists(value) {
+      await requestJson(url(`/mailboxes/${encodeURIComponent(address())}/state`), {method: "POST", body: {exists: value}});
+      exists = value;
+      seen = "";
+      renderMenu();
+    }
+
+    function renderMenu() {
+      menu.replaceChildren(
+        menuButton("✉ New", () => { composing = {mode: "new"}; render(); }, `Write to ${mail.shop_address}`),
+        exists
+          ? menuButton("Delete", action(ctx, () => setExists(false)), "Delete the mailbox: chatgate's mail to it is refused 550 5.1.1")
+          : menuButton("Restore", action(ctx, () => setExists(true)), "The mailbox takes mail again"));
+      banner.hidden = exists;
+    }
+
     function setPersona(next) {
       persona = next;
       seen = "";
       items = [];
       selected = null;
       composing = null;
+      exists = true;
+      banner.hidden = true;
       menu.replaceChildren();
       view.replaceChildren();
       if (!persona) {
@@ -152,7 +173,7 @@
       } else {
         title.textContent = `Mail · ${address()}`;
         subtitle.textContent = `you: ${persona.name} · the shop is ${mail.shop_address}`;
-        menu.replaceChildren(menuButton("✉ New", () => { composing = {mode: "new"}; render(); }, `Write to ${mail.shop_address}`));
+        renderMenu();
         list.replaceChildren(emptyState("Loading…"));
       }
     }
