@@ -313,7 +313,7 @@ class Broadcasts:
         now = self.clock.now()
         live = (
             sa.select(col(FlowRun.id))
-            .where(col(FlowRun.broadcast_id) == col(Broadcast.id), col(FlowRun.status).in_(LIVE))
+            .where(col(FlowRun.broadcast_id) == col(Broadcast.id), _live())
             .exists()
         )
         async with self.db.session() as session:
@@ -339,7 +339,7 @@ class Broadcasts:
             broadcast.updated_at = now
             await session.execute(
                 sa.update(FlowRun)
-                .where(col(FlowRun.broadcast_id) == broadcast_id, col(FlowRun.status).in_(LIVE))
+                .where(col(FlowRun.broadcast_id) == broadcast_id, _live())
                 .values(claimed_by=holder, claimed_until=HELD_UNTIL)
             )
             return broadcast
@@ -391,7 +391,7 @@ class Broadcasts:
             )
             await session.execute(
                 sa.update(FlowRun)
-                .where(col(FlowRun.broadcast_id) == broadcast_id, col(FlowRun.status).in_(LIVE))
+                .where(col(FlowRun.broadcast_id) == broadcast_id, _live())
                 .values(
                     status="cancelled",
                     ended_at=now,
@@ -471,7 +471,7 @@ async def read_progress(db: Database, broadcast_id: int) -> Progress | None:
             await session.execute(
                 sa.select(
                     sa.func.count().filter(has_sent),
-                    sa.func.count().filter(~has_sent, col(FlowRun.status).in_(LIVE)),
+                    sa.func.count().filter(~has_sent, _live()),
                 ).where(col(FlowRun.broadcast_id) == broadcast_id)
             )
         ).one()
@@ -502,6 +502,11 @@ async def read_progress(db: Database, broadcast_id: int) -> Progress | None:
         created_at=broadcast.created_at,
         finished_at=broadcast.finished_at,
     )
+
+
+def _live() -> sa.ColumnElement[bool]:
+    """Runs still going: active, or holdout still watched for the goal (not yet ended)."""
+    return sa.and_(col(FlowRun.status).in_(LIVE), col(FlowRun.ended_at).is_(None))
 
 
 async def _locked(session: AsyncSession, broadcast_id: int) -> Broadcast | None:

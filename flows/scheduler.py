@@ -84,6 +84,8 @@ def _weekdays(field: str) -> str:
             last = _day(high) if high else (6 if step_text else first)
             if high and _day(high) == 0 and high.strip() == "7":
                 last = 7
+        if last < first:  # "sat-sun" wraps around the week
+            last += 7
         days.update(day % 7 for day in range(first, last + 1, step))
     if len(days) == 7:
         return "*"

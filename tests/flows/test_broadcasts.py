@@ -254,15 +254,22 @@ async def test_cancel_ends_live_runs_and_withdraws_queued_messages(
 
 async def test_done_once_every_run_has_ended(database: Database, tmp_path: Path) -> None:
     world, _, broadcasts, _ = await shop(database, tmp_path)
-    broadcast = await broadcasts.create(flow="promo", segment="tag = 'vip' and name = 'c1'")
+    broadcast = await broadcasts.create(flow="promo", segment="name in ('c1', 'c2')")
     assert broadcast.id is not None
     await broadcasts.plan(broadcast.id)
-    async with database.session() as session:
-        await session.execute(
-            sa.update(FlowRun)
-            .where(col(FlowRun.broadcast_id) == broadcast.id)
-            .values(status="done", next_at=None)
-        )
+    first, second = await runs_of(database, broadcast.id)
+
+    async def set_run(run_id: int | None, **values: Any) -> None:
+        async with database.session() as session:
+            await session.execute(
+                sa.update(FlowRun).where(col(FlowRun.id) == run_id).values(**values)
+            )
+
+    await set_run(first.id, status="done", next_at=None, ended_at=world.clock.now())
+    # A holdout run is watched for the goal until its window closes.
+    await set_run(second.id, status="holdout")
+    assert await broadcasts.finish_done() == 0
+    await set_run(second.id, ended_at=world.clock.now())
     assert await broadcasts.finish_done() == 1
     progress = await broadcasts.progress(broadcast.id)
     assert progress is not None

@@ -232,6 +232,7 @@ async def test_a_fire_later_than_the_grace_time_is_dropped(
         ("*/2", {"Sun", "Tue", "Thu", "Sat"}),
         ("5-7", {"Fri", "Sat", "Sun"}),
         ("sat,sun", {"Sat", "Sun"}),
+        ("fri-mon", {"Fri", "Sat", "Sun", "Mon"}),
         ("*", {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}),
     ],
 )
