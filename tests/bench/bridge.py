@@ -39,7 +39,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway.bridge.email import EmailEvents
+from gateway.bridge.email import EmailEvents, MailThreads
 from gateway.bridge.email.parsing import parse_message
 from gateway.bridge.sms import setup_sms_routes
 from gateway.bridge.sms.twilio import signature
@@ -154,6 +154,7 @@ async def email_rate(backend: Backend, mails: list[bytes]) -> tuple[float, int]:
             domain="shop.example",
             verp_secret="x",
             own_addresses=[MAILBOX],
+            threads=MailThreads(db, MAILBOX),  # as the app wires it: In-Reply-To lookups
         )
         start = time.perf_counter()
         for raw in mails:
