@@ -10,8 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from flows.stats import Counts, Stats, wilson
+from gateway.api import setup_api
+from gateway.api.flows import FLOWS
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import (
@@ -25,6 +29,7 @@ from storage.models import (
     FlowStep,
     Message,
 )
+from tests.flows.engine_world import FlowFolder
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -377,3 +382,54 @@ async def test_cli_prints_the_table(tmp_path: Path) -> None:
     code, out, err = await chatgate("flows", "stats", "nope", database_url=url, cwd=tmp_path)
     assert code == 1
     assert "no runs of flow 'nope'" in err
+
+
+CART = """\
+name: cart
+purpose: marketing
+trigger: {event: cart_abandoned}
+steps:
+  - send: {name: first_nudge, template: nudge, channels: [email, telegram], next_channel_after: 4h}
+"""
+NUDGE = 'text: "hi"\nemail: {subject: "s", html: "<p>hi</p>", text: "hi"}\n'
+
+
+async def test_api_lists_flows_and_serves_their_stats(database: Database, tmp_path: Path) -> None:
+    await build(database)
+    folder = FlowFolder(tmp_path, {"nudge": NUDGE}, {"cart": CART})
+    app = web.Application()
+    app[FLOWS] = folder
+    setup_api(app, db=database, api_key="k", region="RU")
+    async with TestClient(TestServer(app), headers={"Authorization": "Bearer k"}) as client:
+        listed = await (await client.get("/api/flows")).json()
+        assert listed == {
+            "flows": [
+                {
+                    "name": "cart",
+                    "version": folder.flows["cart"].version,
+                    "description": "",
+                    "purpose": "marketing",
+                    "priority": 50,
+                    "trigger": {"event": "cart_abandoned", "schedule": None, "segment": None},
+                    "active_runs": 1,
+                    "total_runs": 7,
+                    "runs": {"active": 1, "converted": 2, "done": 1, "holdout": 3},
+                }
+            ]
+        }
+        stats = await (await client.get("/api/flows/cart/stats")).json()
+        assert stats["totals"]["revenue"] == "150.5"
+        row = next(r for r in stats["steps"] if (r["channel"], r["variant"]) == ("email", "b"))
+        assert (row["entered"], row["sent"], row["unsubscribed"], row["converted"]) == (2, 1, 1, 1)
+        a = stats["variants"][0]
+        assert (a["variant"], a["rate"], a["ci_low"], a["ci_high"]) == (
+            "a",
+            0.5,
+            0.094531,
+            0.905469,
+        )
+        assert stats["holdout"]["conversions"] == 1
+
+        missing = await client.get("/api/flows/nope/stats")
+        assert missing.status == 404
+        assert (await missing.json())["error"] == "not_found"
