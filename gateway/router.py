@@ -478,7 +478,7 @@ async def _named(conversations: Conversations, message: Inbound) -> Conversation
     Only the email bridge sets `meta["conversation_id"]`, and only from a reply
     token it verified; a merged conversation leads to the one it was merged into.
     """
-    wanted = message.meta.get("conversation_id")
+    wanted = message.meta.get("conversation_id") if message.channel == "email" else None
     for _ in range(8):
         if not isinstance(wanted, int) or isinstance(wanted, bool):
             return None
