@@ -258,7 +258,13 @@ class Broadcasts:
                 _finish(broadcast, BroadcastState.cancelled, now)
                 log.warning("broadcast.flow_missing", extra={"broadcast": broadcast_id})
                 return False
-            segment = parse_segment(broadcast.segment)
+            try:
+                segment = parse_segment(broadcast.segment)
+            except SegmentError:
+                # Checked when created; only a change of the language can get here.
+                _finish(broadcast, BroadcastState.cancelled, now)
+                log.exception("broadcast.segment_invalid", extra={"broadcast": broadcast_id})
+                return False
             query = segment.select_ids(now).limit(self.batch)
             if broadcast.cursor is not None:
                 query = query.where(col(Customer.id) > broadcast.cursor)

@@ -277,6 +277,28 @@ async def test_done_once_every_run_has_ended(database: Database, tmp_path: Path)
     assert progress.finished_at == world.clock.now()
 
 
+async def test_planning_stops_when_the_flow_or_segment_is_gone(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    world, _, broadcasts, _ = await shop(sqlite_database, tmp_path)
+    orphan = await broadcasts.create(flow="promo")
+    broken = await broadcasts.create(flow="promo")
+    assert orphan.id is not None
+    assert broken.id is not None
+    async with sqlite_database.session() as session:
+        await session.execute(
+            sa.update(Broadcast).where(col(Broadcast.id) == broken.id).values(segment="tag = ")
+        )
+    assert await broadcasts.plan_batch(broken.id) is False
+    world.folder.flows.pop("promo")  # the file was deleted before planning
+    assert await broadcasts.plan_batch(orphan.id) is False
+    for broadcast_id in (orphan.id, broken.id):
+        progress = await broadcasts.progress(broadcast_id)
+        assert progress is not None
+        assert (progress.status, progress.planned) == ("cancelled", 0)
+    assert await runs_of(sqlite_database, orphan.id) == []
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
