@@ -93,6 +93,7 @@ class ImapPoller:
         self.cursor_name = self.mailbox.name[:_MAX_CURSOR_NAME]
         self.state = "stopped"  # connecting, reading, idle, polling, waiting
         self.imported = 0  # messages handed over by this poller (duplicates not counted)
+        self.idle_rounds = 0  # IDLE commands issued (one per change or renewal)
         self.failed_uids: list[int] = []  # given up on and flagged, in this run
         self._attempts: dict[int, int] = {}
         self._stop = asyncio.Event()
@@ -154,6 +155,7 @@ class ImapPoller:
             last = await self._read(session, session.uidvalidity, last)
             if self.use_idle and session.can_idle:
                 self.state = "idle"
+                self.idle_rounds += 1
                 await session.idle(self.idle_renew_s, self._stop)
             else:
                 self.state = "polling"

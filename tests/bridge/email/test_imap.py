@@ -142,6 +142,22 @@ async def _at_least(db: Database, n: int) -> list[Message] | None:
     return found if len(found) >= n else None
 
 
+async def test_idle_is_renewed_and_still_hears_new_mail(
+    sqlite_database: Database, dovecot: Dovecot
+) -> None:
+    sink = RecordingSink()
+    async with polling(dovecot, recorded(sink), sqlite_database, idle_renew_s=0.2) as poller:
+
+        async def renewed() -> bool:
+            return poller.idle_rounds >= 3 and poller.state == "idle"
+
+        await until(renewed)
+        await dovecot.append(mail(1))
+        await until(lambda: _inbounds(sink, 1))
+
+    assert [m.external_id for m in sink.inbounds] == ["<q1.anna@mail.test>"]
+
+
 async def test_a_restarted_poller_imports_nothing_twice_and_misses_nothing(
     sqlite_database: Database, dovecot: Dovecot
 ) -> None:
