@@ -13,8 +13,9 @@
    one message, the others exactly two.
 
 Run: .venv/bin/python tests/bench/flows.py [--postgres URL] [--sqlite-only]
-     [--skip-sends] [--skip-cascade]; BENCH_AUDIENCE, BENCH_ENQUEUE (runs advanced for
-     the enqueue figure; the whole audience by default), BENCH_SENDS, BENCH_CASCADE
+     [--skip-broadcast] [--skip-sends] [--skip-cascade]; sizes from BENCH_AUDIENCE,
+     BENCH_ENQUEUE (runs advanced for the enqueue figure; the whole audience by
+     default), BENCH_SENDS, BENCH_CASCADE
      (PostgreSQL defaults to CHATGATE_TEST_POSTGRES_URL or postgres@127.0.0.1/test)
 """
 
@@ -373,12 +374,13 @@ async def main(args: argparse.Namespace) -> None:
     )
     for name, backend in backends.items():
         print(f"== {name}")
-        with tempfile.TemporaryDirectory() as tmp:
-            async with backend() as db:
-                show(
-                    f"broadcast to {AUDIENCE:,}: plan and enqueue",
-                    await plan_and_enqueue(db, Path(tmp)),
-                )
+        if not args.skip_broadcast:
+            with tempfile.TemporaryDirectory() as tmp:
+                async with backend() as db:
+                    show(
+                        f"broadcast to {AUDIENCE:,}: plan and enqueue",
+                        await plan_and_enqueue(db, Path(tmp)),
+                    )
         if args.skip_cascade:
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -396,6 +398,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--skip-sends", action="store_true", help="skip the emulator run")
     parser.add_argument("--skip-cascade", action="store_true", help="skip the cascade run")
+    parser.add_argument(
+        "--skip-broadcast", action="store_true", help="skip the plan-and-enqueue run"
+    )
     return parser.parse_args()
 
 
