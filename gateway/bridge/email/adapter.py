@@ -11,7 +11,11 @@ User and password are optional and percent-decoded. Each message gets a VERP
 envelope sender (`bounce+<delivery>-<sig>@domain`), so a bounce names our
 delivery even when the report lacks the original headers. Marketing mail gets
 RFC 8058 one-click unsubscribe to `{public_url}/unsubscribe/<token>`, the token
-an HMAC over the delivery id. SMTP answers map to `Failure`: 4xx, timeouts and
+an HMAC over the delivery id (gateway.tracking.tokens). Every message's
+Reply-To is its conversation's signed `reply+<token>@domain` (replies.py), and
+with tracking on its links and pixel go through `/t/...` (tracked.py); a store
+that cannot say which conversation a delivery is in makes the send retry
+rather than go out unthreaded. SMTP answers map to `Failure`: 4xx, timeouts and
 lost connections retry; 5xx is final, and marks the address unreachable when
 the recipient's server says the mailbox does not exist (5.1.x, 5.2.1, or a
 bare 550/551/553 on RCPT).
