@@ -277,6 +277,18 @@ async def test_done_once_every_run_has_ended(database: Database, tmp_path: Path)
     assert progress.finished_at == world.clock.now()
 
 
+async def test_an_empty_audience_is_done_at_once(sqlite_database: Database, tmp_path: Path) -> None:
+    _, recording, broadcasts, _ = await shop(sqlite_database, tmp_path)
+    broadcast = await broadcasts.create(flow="promo", segment="tag = 'nobody'")
+    assert broadcast.id is not None
+    assert broadcast.total == 0
+    await broadcasts.work()
+    assert recording.batches == []
+    progress = await broadcasts.progress(broadcast.id)
+    assert progress is not None
+    assert (progress.status, progress.planned, progress.fraction) == ("done", 0, 1.0)
+
+
 async def test_planning_stops_when_the_flow_or_segment_is_gone(
     sqlite_database: Database, tmp_path: Path
 ) -> None:
