@@ -228,6 +228,7 @@ class App:
         if self.desk is None:  # no managers' group: the API's conversation actions still work
             self.desk = Desk(self.db, self.outbox, None, clock=self.clock)
         self.desk.linker = getattr(self, "linker", None)
+        self.outbox.on_unreachable(self.desk.unreachable)  # a reply to a blocked channel moves on
         self.web[API_APP][DESK] = self.desk
         if self.sandbox is not None:
             managers = self.desk.mirror.chat_id if self.desk is not None else None

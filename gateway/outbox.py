@@ -78,6 +78,9 @@ class Enqueued:
     also: tuple[int, ...] = ()  # copies staged beside it (the managers' mirror), queued too
 
 
+FailedHook = Callable[[Delivery, str], Awaitable[None]]
+"""Told of a delivery that failed finally at an unreachable address (blocked, hard
+bounce), after it was recorded: the managers' desk sends the reply elsewhere."""
 StageHook = Callable[[AsyncSession, Message, Target], Awaitable[Sequence[int]]]
 """Told of every message `stage()` stored, in its transaction; returns delivery ids
 it staged itself (with `stage_copy`), which `release()` queues with the message."""
@@ -137,6 +140,11 @@ class Outbox:
         self._waiters: dict[int, set[asyncio.Event]] = {}
         self._stopping = False
         self._stage_hooks: list[StageHook] = []
+        self._failed_hooks: list[FailedHook] = []
+
+    def on_unreachable(self, hook: FailedHook) -> None:
+        """Call `hook` with each delivery that failed finally because the address is gone."""
+        self._failed_hooks.append(hook)
 
     def on_stage(self, hook: StageHook) -> None:
         """Call `hook` for every stored outbound message (the managers' mirror)."""
@@ -624,6 +632,12 @@ class Outbox:
             extra={**fields, "reason": reason, "unreachable": result.unreachable},
         )
         await self._settled(row, successor)
+        if result.unreachable:
+            for hook in self._failed_hooks:
+                try:
+                    await hook(row, reason)
+                except Exception:
+                    log.exception("outbox.failed_hook", extra={"delivery_id": row.id})
 
     async def _update(
         self, row: Delivery, *, unreachable_identity: int | None = None, **values: Any

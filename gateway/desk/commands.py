@@ -26,7 +26,15 @@ from storage.db import Database
 from storage.errors import NotFound
 from storage.identities import Identities
 from storage.messages import Messages, NewMessage
-from storage.models import Author, Conversation, ConversationMode, Direction, Manager
+from storage.models import (
+    Author,
+    Conversation,
+    ConversationMode,
+    Delivery,
+    Direction,
+    Manager,
+    Message,
+)
 
 __all__ = ["Actor", "Desk", "DeskError", "LinkIssuer"]
 
@@ -198,8 +206,54 @@ class Desk:
             )
             work.staged.append(sent)
         await self._release(work)
-        log.info("desk.reply", extra={"conversation": conversation_id, "message": sent.message_id})
+        log.info(
+            "desk.reply", extra={"conversation": conversation_id, "message_id": sent.message_id}
+        )
         return sent.message_id
+
+    async def unreachable(self, delivery: Delivery, reason: str) -> None:
+        """Outbox hook: a manager's reply failed finally; send it on the next reachable
+        channel, and tell the topic. Other messages (bot, flows) are not re-routed."""
+        if delivery.purpose == "desk":
+            return
+        async with self.db.session() as session:
+            work = _Work([], [])
+            message = await session.get(Message, delivery.message_id)
+            if message is None or message.author != Author.manager:
+                return
+            conversation = await self._conversation(session, message.conversation_id)
+            failed = delivery.identity_id
+            exclude: frozenset[int] = frozenset() if failed is None else frozenset({failed})
+            try:
+                route = await reply_route(session, conversation, exclude=exclude)
+            except NoChannel:
+                await self._notice(
+                    session,
+                    conversation,
+                    f"⛔ {badge(delivery.channel)} {escape(reason[:200])} — "
+                    "других доступных каналов у клиента нет",
+                    work,
+                )
+            else:
+                await self._notice(
+                    session,
+                    conversation,
+                    f"⚠️ {badge(delivery.channel)} не доставлено ({escape(reason[:200])}) — "
+                    f"ответ ушёл в {badge(route.target.channel)}",
+                    work,
+                )
+                work.staged.append(
+                    await self.outbox.stage(
+                        session,
+                        route.target,
+                        text=message.text,
+                        author=Author.manager,
+                        author_ref=message.author_ref,
+                        meta={DESK_ORIGIN: "rerouted", "rerouted_from": delivery.id},
+                    )
+                )
+        await self._release(work)
+        log.info("desk.rerouted", extra={"delivery": delivery.id})
 
     async def history(self, conversation_id: int, n: int = 20) -> None:
         """/history [N]: the last N messages across all channels, into the topic."""

@@ -66,7 +66,7 @@ def _texts(messages: list[StoredMessage]) -> list[str]:
 
 
 async def test_vk_customer_handed_to_a_manager_who_takes_replies_and_releases(
-    desk_app: App,
+    desk_app: App, caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox_app = desk_app
     assert sandbox_app.sandbox is not None
@@ -143,6 +143,7 @@ async def test_vk_customer_handed_to_a_manager_who_takes_replies_and_releases(
     telegram.user_sends_text(7102, "сколько идёт доставка?")
     answer = await eventually(lambda: telegram.sent_messages(7102)[before:])
     assert "доставк" in (answer[0].text or "").lower()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def _handed_over(app: App, vk_user: int, name: str) -> int:
@@ -260,3 +261,38 @@ async def test_a_deleted_topic_is_recreated_on_the_next_message(desk_app: App) -
     assert "Вера" in lines()[0]
     assert "есть кто-нибудь?" in lines()[-1]
     assert (await _conversation(desk_app, topics[0].thread_id)).mode == "waiting"
+
+
+async def test_a_reply_to_a_channel_that_failed_finally_goes_to_the_next_one(
+    desk_app: App,
+) -> None:
+    assert desk_app.sandbox is not None
+    telegram, vk = desk_app.sandbox.telegram, desk_app.sandbox.vk
+    thread = await _handed_over(desk_app, 7501, "Пётр Орлов")
+    telegram.member_writes(MANAGERS_CHAT_ID, MANAGER_USER_ID, "/link", thread_id=thread)
+    offer = await eventually(lambda: [m for m in vk.sent_to(7501) if "t.me/" in m.text])
+    found = re.search(r"t\.me/\w+\?start=([\w-]+)", offer[0].text)
+    assert found is not None
+    telegram.add_user(7502, first_name="Пётр")
+    telegram.user_starts(7502, found.group(1))
+
+    def topic_lines() -> list[str]:
+        return _texts(telegram.sent_messages(MANAGERS_CHAT_ID, thread_id=thread))
+
+    await eventually(lambda: [t for t in topic_lines() if "[Telegram]" in t])
+    vk.user_writes(7501, "напишите мне")  # VK is the channel of the last message again
+
+    await eventually(lambda: [t for t in topic_lines() if "напишите мне" in t])
+    telegram.member_writes(MANAGERS_CHAT_ID, MANAGER_USER_ID, "/take", thread_id=thread)
+    await eventually(lambda: [m for m in vk.sent_to(7501) if "подключился" in m.text])
+    # VK refuses the next send for good (901: the user does not allow messages).
+    vk.fail_next("messages.send", error_code=901)
+    telegram.member_writes(MANAGERS_CHAT_ID, MANAGER_USER_ID, "Ответ менеджера", thread_id=thread)
+
+    await eventually(
+        lambda: [t for t in _texts(telegram.sent_messages(7502)) if "Ответ менеджера" in t]
+    )
+    assert not [m for m in vk.sent_to(7501) if "Ответ менеджера" in m.text]
+    notice = await eventually(lambda: [t for t in topic_lines() if "не доставлено" in t])
+    assert "[VK]" in notice[0]
+    assert "[Telegram]" in notice[0]
