@@ -294,6 +294,8 @@ class Linker:
         if holder is not None and holder.id != customer.id:
             assert holder.id is not None
             linked = await self._join(session, identity, customer, holder.id, False, "code")
+            if linked.proof is None:  # the merge was refused: the code is spent, nothing joined
+                return Linked(customer.id, False, answered=True)
             return Linked(
                 linked.customer_id,
                 False,
@@ -361,7 +363,8 @@ class Linker:
             for f in ("phone", "email")
             if getattr(orphan, f) and getattr(target, f) is None
         }
-        identity.customer_id = target.id  # type: ignore[assignment]
+        assert target.id is not None
+        identity.customer_id = target.id
         await session.flush()
         await session.delete(orphan)
         await session.flush()  # frees the orphan's unique phone/email first
