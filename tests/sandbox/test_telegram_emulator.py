@@ -636,3 +636,44 @@ async def test_allowed_updates_filters_new_updates(bot: Bot, emulator: TelegramE
     emulator.user_blocks_bot(USER_ID)
     updates = await bot.get_updates()
     assert [u.event_type for u in updates] == ["my_chat_member"]
+
+
+async def test_control_api_runs_the_managers_group(
+    bot: Bot, emulator: TelegramEmulator, base_url: str
+) -> None:
+    """What the console's managers' pane does: members, topic messages, a deleted topic."""
+    emulator.add_user(3001, "Maria")
+    emulator.add_user(3002, "Stranger")
+    group = await control(base_url, "POST", "/control/groups", {"title": "Managers", "owner": 3001})
+    chat_id = group["id"]
+    assert group["is_forum"] is True
+    assert (
+        await control(base_url, "POST", f"/control/groups/{chat_id}/members", {"user_id": 3002})
+        == "member"
+    )
+    member = await bot.get_chat_member(chat_id, 3002)
+    assert member.status == "member"
+
+    topic = await bot.create_forum_topic(chat_id, "Анна Петрова · VK")
+    thread = topic.message_thread_id
+    written = await control(
+        base_url,
+        "POST",
+        f"/control/groups/{chat_id}/messages",
+        {"user_id": 3001, "text": "/take", "thread_id": thread},
+    )
+    assert (written["message_thread_id"], written["is_topic_message"]) == (thread, True)
+
+    await control(
+        base_url,
+        "POST",
+        f"/control/groups/{chat_id}/members",
+        {"user_id": 3002, "status": "administrator"},
+    )
+    admins = await bot.get_chat_administrators(chat_id)
+    assert 3002 in {a.user.id for a in admins}
+
+    assert await control(base_url, "DELETE", f"/control/groups/{chat_id}/topics/{thread}")
+    with pytest.raises(TelegramBadRequest, match="message thread not found"):
+        await bot.send_message(chat_id, "still there?", message_thread_id=thread)
+    assert await control(base_url, "GET", f"/control/groups/{chat_id}/topics") == []
