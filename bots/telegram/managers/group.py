@@ -29,7 +29,6 @@ HELP = (
     "/via telegram|vk|sms|email, /link, /card; просто текст уходит клиенту. "
     "Везде: /queue, /mine."
 )
-_TOPIC_COMMANDS = frozenset({"take", "release", "close", "history", "note", "via", "link", "card"})
 
 
 def parse_command(text: str) -> tuple[str | None, str]:
