@@ -330,12 +330,15 @@ class Desk:
         return links
 
     async def card(self, conversation_id: int) -> None:
-        """/card: the customer card again, as of now."""
+        """/card: the customer card again, as of now, and the topic renamed to match."""
         async with self.db.session() as session:
             work = _Work([], [])
             conversation = await self._conversation(session, conversation_id)
             card = await card_html(session, conversation, history=0)
-            await self._notice(session, conversation, card.html, work)
+            if self._mirror is not None:  # the topic's name follows the customer's channels
+                work.copies.append(
+                    await self._mirror.notice(session, conversation, card.html, retitle=True)
+                )
         await self._release(work)
 
     async def say(self, conversation_id: int, html: str) -> None:

@@ -69,7 +69,14 @@ class Mirror:
             return []
         return [await self._card(session, conversation)]
 
-    async def notice(self, session: AsyncSession, conversation: Conversation, html: str) -> int:
+    async def notice(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        html: str,
+        *,
+        retitle: bool = False,
+    ) -> int:
         """A line for the managers only (a command's answer, a reminder), in the topic.
 
         Stored as a copy attached to the conversation's latest message: it is not
@@ -83,7 +90,7 @@ class Mirror:
         )
         if latest is None:
             raise LookupError(f"conversation {conversation.id} has no messages yet")
-        return await self._copy(session, conversation, int(latest), html)
+        return await self._copy(session, conversation, int(latest), html, retitle=retitle)
 
     async def _mirror(
         self, session: AsyncSession, conversation: Conversation, message: Message
@@ -113,7 +120,13 @@ class Mirror:
         return await self._copy(session, conversation, int(latest), card.html)
 
     async def _copy(
-        self, session: AsyncSession, conversation: Conversation, message_id: int, html: str
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        message_id: int,
+        html: str,
+        *,
+        retitle: bool = False,
     ) -> int:
         assert conversation.id is not None
         return await self.outbox.stage_copy(
@@ -127,6 +140,7 @@ class Mirror:
                 "text": html,
                 "html": html,
                 "inline": True,
-                "meta": {"desk": {"conversation": conversation.id}},
+                # retitle: the topic's name is brought up to date before this is sent.
+                "meta": {"desk": {"conversation": conversation.id, "retitle": retitle}},
             },
         )

@@ -125,6 +125,9 @@ async def test_vk_customer_handed_to_a_manager_who_takes_replies_and_releases(
 
     await eventually(lambda: [t for t in topic_lines() if "[Telegram]" in t and "телеграме" in t])
     assert len(telegram.topics(MANAGERS_CHAT_ID)) == 1  # the same topic, the same dialogue
+    telegram.member_writes(MANAGERS_CHAT_ID, MANAGER_USER_ID, "/card", thread_id=thread)
+    await eventually(lambda: [t for t in telegram.topics(MANAGERS_CHAT_ID) if "Telegram" in t.name])
+    assert telegram.topics(MANAGERS_CHAT_ID)[0].name == "Анна Петрова · VK · Telegram"
     telegram.member_writes(MANAGERS_CHAT_ID, MANAGER_USER_ID, "/history 50", thread_id=thread)
     history = await eventually(lambda: [t for t in topic_lines() if t.startswith("Последние")])
     assert "позовите человека" in history[-1]

@@ -16,7 +16,7 @@ import logging
 from typing import Protocol
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramNetworkError
 from aiohttp import ClientError
 
 from bots.telegram.adapter import failure_for
@@ -59,6 +59,8 @@ class DeskAdapter:
         conversation_id = int(desk["conversation"])
         try:
             thread = await self._topic(conversation_id, repost=False)
+            if desk.get("retitle"):
+                await self._retitle(conversation_id, thread)
             result = await self._inner.send(dataclasses.replace(message, thread_id=thread))
             if isinstance(result, Failure) and _gone(result.reason):
                 log.info(
@@ -94,6 +96,17 @@ class DeskAdapter:
                 chat_id=self._chat_id, text=card.html, parse_mode="HTML", message_thread_id=thread
             )
         return thread
+
+    async def _retitle(self, conversation_id: int, thread: int) -> None:
+        """Rename the topic after the customer as they are now (a new channel linked)."""
+        card = await self._topics.card_of(conversation_id)
+        try:
+            await self._bot.edit_forum_topic(
+                chat_id=self._chat_id, message_thread_id=thread, name=card.name
+            )
+        except TelegramBadRequest as exc:
+            if "not_modified" not in exc.message.lower():
+                raise
 
     async def aclose(self) -> None:
         await self._inner.aclose()
