@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -40,9 +39,11 @@ from flows.attribution import credit
 from flows.caps import Caps
 from flows.cascade import Cascade, ClickTracking, Renderer
 from flows.policies import Policies
-from flows.quiet_hours import QuietHours, next_local_time
+from flows.quiet_hours import QuietHours
 from flows.runs import LIVE, WATCHED, FlowRuns
 from flows.spec import Branch, Exit, Flow, Goal, Jump, Send, Split, Wait
+from flows.splits import split_variant
+from flows.waits import wait_until
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.outbox import Enqueued, Outbox
@@ -74,25 +75,6 @@ class FlowSource(Protocol):
     def get(self, name: str) -> Flow | None: ...
 
     def by_event(self, type: str) -> list[Flow]: ...
-
-
-def split_variant(flow_name: str, customer_id: int, split: Split) -> str | None:
-    """The customer's variant, the same on every process and restart; None: holdout.
-
-    One hash of flow and customer decides both: its low part against the holdout
-    percentage, its high part against the variants' weights.
-    """
-    digest = hashlib.sha256(f"{flow_name}:{customer_id}".encode()).digest()
-    number = int.from_bytes(digest[:8], "big")
-    if number % 10000 < split.holdout * 100:
-        return None
-    total = sum(split.variants.values())
-    point = (number // 10000) % total
-    for name, weight in split.variants.items():
-        if point < weight:
-            return name
-        point -= weight
-    raise AssertionError("unreachable: the weights add up to total")
 
 
 class FlowEngine:
@@ -439,26 +421,8 @@ class FlowEngine:
     def _wait_until(
         self, wait: Wait, run: FlowRun, customer: Customer, now: datetime
     ) -> tuple[datetime | None, str]:
-        zone = self.policies.zone(customer)
-        if wait.duration is not None:
-            return now + wait.duration, ""
-        if wait.until_local is not None:
-            return next_local_time(now, wait.until_local, zone), ""
-        if wait.until is None:
-            return None, "a wait without a time"
-        value: Any = {"event": run.context.get("event", {}), "customer": _customer_json(customer)}
-        for part in wait.until.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if not isinstance(value, str):
-            return None, f"{wait.until} is missing from the trigger (a time is needed)"
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return None, f"{wait.until} = {value!r} is not an ISO time"
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=zone)  # a wall time, read in the customer's zone
-        moment = moment.astimezone(UTC) - (wait.before or timedelta())
-        return moment, f"{wait.until} minus {wait.before or timedelta()} already passed"
+        context = {"event": run.context.get("event", {}), "customer": _customer_json(customer)}
+        return wait_until(wait, context, self.policies.zone(customer), now)
 
     # ------------------------------------------------------------ versions
 
