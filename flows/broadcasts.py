@@ -153,7 +153,7 @@ class Broadcasts:
         *,
         clock: Clock,
         batch: int = BATCH,
-        poll_s: float = 2.0,
+        poll_s: float = 5.0,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
@@ -301,17 +301,20 @@ class Broadcasts:
         """One pass of the background loop: a batch of every planning broadcast, then
         mark the running ones whose runs have all ended as done. How many batches ran."""
         async with self.db.session() as session:
-            planning = list(
-                await session.scalars(
-                    sa.select(col(Broadcast.id))
-                    .where(col(Broadcast.status) == BroadcastState.planning)
+            rows = list(
+                await session.execute(
+                    sa.select(col(Broadcast.id), col(Broadcast.status))
+                    .where(
+                        col(Broadcast.status).in_([BroadcastState.planning, BroadcastState.running])
+                    )
                     .order_by(col(Broadcast.id))
                 )
             )
+        planning = [i for i, status in rows if status == BroadcastState.planning and i]
         for broadcast_id in planning:
-            if broadcast_id is not None:
-                await self.plan_batch(broadcast_id)
-        await self.finish_done()
+            await self.plan_batch(broadcast_id)
+        if rows:  # an idle loop only reads: no UPDATE while nothing is in flight
+            await self.finish_done()
         return len(planning)
 
     async def finish_done(self) -> int:
