@@ -8,11 +8,12 @@ first); refusals and /queue, /mine lists are answered on the spot.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from html import escape
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramRetryAfter
 from aiogram.types import Message
 
 from bots.telegram.managers.access import ManagerAccess
@@ -20,6 +21,8 @@ from gateway.desk import Actor, Desk, DeskError
 from storage.errors import NotFound
 
 __all__ = ["HELP", "REFUSAL", "ManagersGroup"]
+
+ANSWER_ATTEMPTS = 4
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +120,19 @@ class ManagersGroup:
             await desk.say(conversation_id, escape(HELP))
 
     async def _answer(self, thread: int | None, html: str) -> None:
-        try:
-            await self._bot.send_message(
-                chat_id=self._chat_id, text=html, parse_mode="HTML", message_thread_id=thread
-            )
-        except (TelegramAPIError, TelegramNetworkError, TimeoutError) as exc:
-            log.warning("managers.answer_failed", extra={"why": str(exc)})
+        # Answers to the managers themselves are not customer messages: sent at once,
+        # but a 429 from the group's 20/min limit is waited out, not dropped.
+        for attempt in range(ANSWER_ATTEMPTS):
+            try:
+                await self._bot.send_message(
+                    chat_id=self._chat_id, text=html, parse_mode="HTML", message_thread_id=thread
+                )
+                return
+            except TelegramRetryAfter as exc:
+                if attempt == ANSWER_ATTEMPTS - 1:
+                    log.warning("managers.answer_failed", extra={"why": str(exc)})
+                    return
+                await asyncio.sleep(exc.retry_after + 0.5)
+            except (TelegramAPIError, TelegramNetworkError, TimeoutError) as exc:
+                log.warning("managers.answer_failed", extra={"why": str(exc)})
+                return
