@@ -40,12 +40,22 @@ class Caps:
     per_week: int | None = 5
 
     async def check(
-        self, session: AsyncSession, customer_id: int, now: datetime, zone: ZoneInfo
+        self,
+        session: AsyncSession,
+        customer_id: int,
+        now: datetime,
+        zone: ZoneInfo,
+        *,
+        times: list[datetime] | None = None,
     ) -> CapHit | None:
-        """None when one more marketing message fits, else which cap and until when."""
+        """None when one more marketing message fits, else which cap and until when.
+
+        `times`, when given, are the customer's `sent_times` since a week before `now`.
+        """
         if self.per_day is None and self.per_week is None:
             return None
-        times = await sent_times(session, customer_id, since=now - WEEK)
+        if times is None:
+            times = await sent_times(session, customer_id, since=now - WEEK)
         if self.per_day is not None:
             local_midnight = datetime.combine(now.astimezone(zone).date(), time()).replace(
                 tzinfo=zone

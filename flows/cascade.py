@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from flows.facts import CustomerFacts
 from flows.policies import Policies
 from flows.runs import FlowRuns
 from flows.spec import Flow, Send
@@ -130,11 +131,15 @@ class Cascade:
         send: Send,
         customer: Customer,
         now: datetime,
+        facts: CustomerFacts | None = None,
     ) -> StepResult:
-        """Advance this run's `send` by as much as can happen at `now`."""
+        """Advance this run's `send` by as much as can happen at `now`.
+
+        `facts` (flows/facts.py), when given, stand in for the customer's per-run reads.
+        """
         runs = FlowRuns(session)
         state = dict(run.pending) if run.pending.get("pc") == run.pc else _fresh(run.pc, send, now)
-        result = await self._walk(session, runs, run, flow, send, customer, now, state)
+        result = await self._walk(session, runs, run, flow, send, customer, now, state, facts)
         run.pending = {} if result.advance else state
         return result
 
@@ -148,6 +153,7 @@ class Cascade:
         customer: Customer,
         now: datetime,
         state: dict[str, Any],
+        facts: CustomerFacts | None,
     ) -> StepResult:
         channels = send.channels
         if state["delivery_ids"]:
@@ -157,13 +163,18 @@ class Cascade:
         staged: list[Enqueued] = []
         while state["channel_index"] < len(channels):
             channel = channels[state["channel_index"]]
-            target, why = await self._target(session, customer, channel)
+            target, why = await self._target(session, customer, channel, facts)
             if target is None:
                 await runs.record(run, send.name, "skipped", now=now, reason=why, channel=channel)
                 state["channel_index"] += 1
                 continue
             verdict = await self.policies.check(
-                session, customer=customer, channel=channel, purpose=flow.purpose, now=now
+                session,
+                customer=customer,
+                channel=channel,
+                purpose=flow.purpose,
+                now=now,
+                facts=facts,
             )
             if verdict.outcome == "skipped":
                 await runs.record(
@@ -205,7 +216,10 @@ class Cascade:
                     )
                     state["last_note"] = verdict.reason
                 return StepResult(advance=False, wake_at=verdict.until)
-            enqueued = await self._stage(session, runs, run, flow, send, customer, target, now)
+            tags = None if facts is None else facts.tags
+            enqueued = await self._stage(
+                session, runs, run, flow, send, customer, target, now, tags=tags
+            )
             if enqueued is None:
                 state["channel_index"] += 1
                 continue
@@ -293,28 +307,36 @@ class Cascade:
         return None
 
     async def _target(
-        self, session: AsyncSession, customer: Customer, channel: str
+        self,
+        session: AsyncSession,
+        customer: Customer,
+        channel: str,
+        facts: CustomerFacts | None = None,
     ) -> tuple[Target | None, str]:
         """Where a message on `channel` goes, or why it cannot go there."""
         assert customer.id is not None
         accounts = [account for (ch, account) in self.outbox.adapters if ch == channel]
         if not accounts:
             return None, f"{channel} is not configured"
-        identities = list(
-            await session.scalars(
-                sa.select(Identity)
-                .where(col(Identity.customer_id) == customer.id, col(Identity.channel) == channel)
-                .order_by(col(Identity.last_seen_at).desc().nulls_last(), col(Identity.id).desc())
+        if facts is not None:
+            identities = facts.identities.get(channel, [])
+        else:
+            identities = list(
+                await session.scalars(
+                    sa.select(Identity)
+                    .where(
+                        col(Identity.customer_id) == customer.id, col(Identity.channel) == channel
+                    )
+                    .order_by(
+                        col(Identity.last_seen_at).desc().nulls_last(), col(Identity.id).desc()
+                    )
+                )
             )
-        )
         usable = [i for i in identities if i.reachable and i.account in accounts]
-        conversation = None
         if usable:
             chosen = usable[0]
-            conversation = await Conversations(session).open_for(customer.id)
-            assert conversation.id is not None
             return Target(
-                conversation_id=conversation.id,
+                conversation_id=await _conversation_id(session, customer.id, facts),
                 customer_id=customer.id,
                 channel=channel,
                 account=chosen.account,
@@ -324,10 +346,8 @@ class Cascade:
         profile = {"email": customer.email, "sms": customer.phone}.get(channel)
         dead = [i for i in identities if not i.reachable]
         if profile and not any(i.address == profile for i in dead):
-            conversation = await Conversations(session).open_for(customer.id)
-            assert conversation.id is not None
             return Target(
-                conversation_id=conversation.id,
+                conversation_id=await _conversation_id(session, customer.id, facts),
                 customer_id=customer.id,
                 channel=channel,
                 account=accounts[0],
@@ -347,10 +367,12 @@ class Cascade:
         customer: Customer,
         target: Target,
         now: datetime,
+        *,
+        tags: list[str] | None = None,
     ) -> Enqueued | None:
         """Render and stage the message on `target`; None (recorded) if it cannot render."""
         template = send.template_for(run.variant)
-        context = await render_context(session, run, customer, send.name)
+        context = await render_context(session, run, customer, send.name, tags=tags)
         try:
             rendered = self.templates.render(template, target.channel, context)
         except TemplateProblem as exc:
@@ -386,11 +408,20 @@ class Cascade:
 
 
 async def render_context(
-    session: AsyncSession, run: FlowRun, customer: Customer, step: str
+    session: AsyncSession,
+    run: FlowRun,
+    customer: Customer,
+    step: str,
+    *,
+    tags: list[str] | None = None,
 ) -> dict[str, Any]:
-    """What a template sees: customer, the trigger event, flow, variant, links."""
+    """What a template sees: customer, the trigger event, flow, variant, links.
+
+    `tags`, when the caller read them already, save the query.
+    """
     assert customer.id is not None
-    tags = await Customers(session).tags(customer.id)
+    if tags is None:
+        tags = await Customers(session).tags(customer.id)
     return {
         "customer": {
             "id": customer.id,
@@ -419,6 +450,17 @@ async def _track(session: AsyncSession, tracking: ClickTracking, ids: Sequence[i
             "buttons": tracking.wrap(delivery_id, delivery.payload["buttons"]),
         }
     await session.flush()
+
+
+async def _conversation_id(
+    session: AsyncSession, customer_id: int, facts: CustomerFacts | None
+) -> int:
+    """The customer's live conversation, made if there is none yet."""
+    if facts is not None and facts.conversation is not None:
+        return facts.conversation[0]
+    conversation = await Conversations(session).open_for(customer_id)
+    assert conversation.id is not None
+    return conversation.id
 
 
 def _fresh(pc: int, send: Send, now: datetime) -> dict[str, Any]:

@@ -36,8 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from flows.attribution import credit
-from flows.caps import Caps
+from flows.caps import WEEK, Caps
 from flows.cascade import Cascade, ClickTracking, Renderer
+from flows.facts import CustomerFacts, Facts, load_facts
 from flows.policies import Policies
 from flows.quiet_hours import QuietHours
 from flows.runs import LIVE, WATCHED, FlowRuns
@@ -62,6 +63,9 @@ GOAL_HORIZON = timedelta(days=90)
 MAX_ERRORS = 5
 # Instructions one run may execute in one go; a loop of jumps cannot hang a tick.
 _MAX_STEPS = 200
+# Runs whose customers' facts (flows/facts.py) are read together: few enough that the
+# facts are a fraction of a second old when the last run of the chunk uses them.
+FACTS_CHUNK = 50
 
 
 class FlowSource(Protocol):
@@ -278,31 +282,42 @@ class FlowEngine:
                 now=now, owner=self.owner, lease=self.lease, batch=batch
             )
             names: dict[int, str] = {}
+            customers: dict[int, int] = {}
             if ids:
                 rows = await session.execute(
-                    sa.select(col(FlowRun.id), col(FlowRun.flow_name)).where(
-                        col(FlowRun.id).in_(ids)
-                    )
+                    sa.select(
+                        col(FlowRun.id), col(FlowRun.flow_name), col(FlowRun.customer_id)
+                    ).where(col(FlowRun.id).in_(ids))
                 )
-                names = {int(run_id or 0): str(name) for run_id, name in rows}
+                for run_id, name, customer_id in rows:
+                    names[int(run_id or 0)] = str(name)
+                    customers[int(run_id or 0)] = int(customer_id)
 
         def priority(run_id: int) -> int:
             flow = self.flows.get(names.get(run_id, ""))
             return flow.priority if flow is not None else 50
 
         # When caps or quiet hours release several runs at once, the higher priority goes first.
-        for run_id in sorted(ids, key=lambda i: (-priority(i), i)):
-            await self._advance_one(run_id, now)
+        order = sorted(ids, key=lambda i: (-priority(i), i))
+        for start in range(0, len(order), FACTS_CHUNK):
+            chunk = order[start : start + FACTS_CHUNK]
+            async with self.db.session() as session:
+                facts = await load_facts(
+                    session, [customers[i] for i in chunk if i in customers], since=now - WEEK
+                )
+            for run_id in chunk:
+                await self._advance_one(run_id, now, facts)
         return len(ids)
 
-    async def _advance_one(self, run_id: int, now: datetime) -> None:
+    async def _advance_one(self, run_id: int, now: datetime, facts: Facts | None = None) -> None:
         staged: list[Enqueued] = []
         try:
             async with self.db.session() as session:
                 run = await FlowRuns(session).get_claimed(run_id, self.owner)
                 if run is None:
                     return  # the lease ran out and another process took it
-                staged = await self._advance(session, run, now)
+                known = None if facts is None else facts.take(run.customer_id)
+                staged = await self._advance(session, run, now, known)
                 run.claimed_by = None
                 run.claimed_until = None
                 run.updated_at = now
@@ -324,8 +339,17 @@ class FlowEngine:
         if staged:
             await self.outbox.release(*staged)
 
-    async def _advance(self, session: AsyncSession, run: FlowRun, now: datetime) -> list[Enqueued]:
-        """Execute the run's program from its pc until it waits or ends."""
+    async def _advance(
+        self,
+        session: AsyncSession,
+        run: FlowRun,
+        now: datetime,
+        facts: CustomerFacts | None = None,
+    ) -> list[Enqueued]:
+        """Execute the run's program from its pc until it waits or ends.
+
+        `facts` serve the run's first send only: what it changes, a later one reads afresh.
+        """
         flow = await self._version(session, run)
         if flow is None:
             _end(run, "failed", f"flow version {run.flow_name}@{run.version} is not stored", now)
@@ -369,7 +393,10 @@ class FlowEngine:
                 )
                 return staged
             if isinstance(instruction, Send):
-                result = await self.cascade.step(session, run, flow, instruction, customer, now)
+                result = await self.cascade.step(
+                    session, run, flow, instruction, customer, now, facts
+                )
+                facts = None
                 staged.extend(result.staged)
                 if result.staged and flow.goal is not None and run.goal is None:
                     run.goal = _goal(flow.goal, now)

@@ -10,6 +10,7 @@ which the engine stores on the run's step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from flows.caps import Caps
+from flows.facts import CustomerFacts
 from flows.quiet_hours import QuietHours, local_zone
 from storage.models import Consent, Conversation, ConversationMode, Customer
 
@@ -72,15 +74,28 @@ class Policies:
         channel: str,
         purpose: str,
         now: datetime,
+        facts: CustomerFacts | None = None,
     ) -> Verdict:
-        """The verdict for one message of `purpose` to `customer` on `channel` at `now`."""
+        """The verdict for one message of `purpose` to `customer` on `channel` at `now`.
+
+        `facts`, read for a chunk of runs beforehand, stand in for this customer's queries.
+        """
         assert customer.id is not None
-        refusal = await consent_refusal(session, customer.id, channel, purpose)
+        if facts is None:
+            refusal = await consent_refusal(session, customer.id, channel, purpose)
+        else:
+            refusal = refusal_from(facts.consents, channel, purpose)
         if refusal is not None:
             return Verdict("skipped", refusal)
         if purpose != "marketing":
             return OK
-        if await manager_owns(session, customer.id):
+        if facts is None:
+            owned = await manager_owns(session, customer.id)
+        else:
+            owned = facts.conversation is not None and facts.conversation[1] == (
+                ConversationMode.manager
+            )
+        if owned:
             return Verdict(
                 "postponed",
                 "a manager owns the conversation; waiting until it is released",
@@ -95,7 +110,8 @@ class Policies:
                 f"quiet hours {start:%H:%M}-{end:%H:%M} in {zone.key}",
                 allowed_at,
             )
-        hit = await self.caps.check(session, customer.id, now, zone)
+        times = None if facts is None else facts.sent_times
+        hit = await self.caps.check(session, customer.id, now, zone, times=times)
         if hit is not None:
             return Verdict("capped", hit.reason, hit.until)
         return OK
@@ -114,6 +130,12 @@ async def consent_refusal(
             )
         )
     )
+    return refusal_from(rows, channel, purpose)
+
+
+def refusal_from(consents: Sequence[Consent], channel: str, purpose: str) -> str | None:
+    """`consent_refusal` over the customer's consent rows (others' channels are ignored)."""
+    rows = [c for c in consents if c.channel in (channel, "*")]
 
     def answer(for_purpose: str) -> bool | None:
         own = [c for c in rows if c.purpose == for_purpose and c.channel == channel]

@@ -189,3 +189,29 @@ async def test_a_send_postponed_for_over_a_week_expires_with_its_reason(
     assert last.outcome == "expired"
     assert last.reason is not None
     assert "postponed for over 7 days" in last.reason
+
+
+TWO_SENDS = """\
+name: promo
+priority: 10
+trigger: {event: promo}
+steps:
+  - send: {name: first, template: offer, channels: [telegram]}
+  - send: {name: second, template: offer, channels: [telegram]}
+"""
+
+
+async def test_the_cap_counts_a_send_made_earlier_in_the_same_advance(
+    database: Database, tmp_path: Path
+) -> None:
+    """The engine reads caps for a chunk of runs at once; a run's own first send still counts."""
+    world = await make_world(
+        database, tmp_path, flows={"promo": TWO_SENDS}, caps=Caps(per_day=1, per_week=None)
+    )
+    ann = await world.customer(telegram="1001")
+    await world.event(ann, "promo")
+    assert len(await world.deliveries(ann)) == 1
+    assert [(s.step, s.outcome) for s in await world.steps(ann)] == [
+        ("first", "sent"),
+        ("second", "capped"),
+    ]
