@@ -244,6 +244,8 @@ class EmailAdapter:
             references = _references(message.meta.get("references")) or (
                 thread.references if thread else ()
             )
+            if not message.subject and thread is not None and thread.subject:
+                message = replace(message, subject=thread.subject)
             mail = compose(
                 self._tracked(message, unsubscribe),
                 from_addr=self.from_addr,

@@ -34,6 +34,7 @@ class OutgoingThread:
     conversation_id: int
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
+    subject: str | None = None  # "Re: " the customer's latest mail, for an answer without one
 
 
 class MailThreads:
@@ -83,12 +84,24 @@ class MailThreads:
                     .limit(_MAX_PARENTS)
                 )
             ).all()
+            their_meta = await conn.scalar(
+                sa.select(col(Message.meta))
+                .where(
+                    col(Message.conversation_id) == conversation_id,
+                    col(Message.channel) == "email",
+                    col(Message.direction) == Direction.inbound,
+                    col(Message.id) < message_id,
+                )
+                .order_by(col(Message.id).desc())
+                .limit(1)
+            )
         chain = [str(p[1]) for p in reversed(parents) if str(p[1]).startswith("<")]
         latest_theirs = next((str(p[1]) for p in parents if p[2] == 1), None)
         return OutgoingThread(
             conversation_id=conversation_id,
             in_reply_to=latest_theirs or (chain[-1] if chain else None),
             references=tuple(dict.fromkeys(chain)),
+            subject=_reply_subject(their_meta),
         )
 
     async def replied_conversation(self, message_ids: Sequence[str], sender: str) -> int | None:
@@ -130,3 +143,11 @@ class MailThreads:
             if owner is not None and owner == customer_id:
                 return int(conversation_id)
         return None
+
+
+def _reply_subject(meta: object) -> str | None:
+    subject = meta.get("subject") if isinstance(meta, dict) else None
+    if not isinstance(subject, str) or not subject.strip():
+        return None
+    subject = " ".join(subject.split())
+    return subject if subject[:3].lower() == "re:" else f"Re: {subject}"

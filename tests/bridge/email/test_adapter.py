@@ -155,7 +155,7 @@ async def test_malformed_address_is_unreachable_without_connecting(relay: FakeRe
 
 
 async def test_marketing_without_https_public_url_fails_final(relay: FakeRelay) -> None:
-    email = adapter(relay.port, public_url="http://localhost:8080")
+    email = adapter(relay.port, public_url="http://shop.example:8080")
     result = await email.send(outbound(purpose="marketing"))
 
     assert isinstance(result, Failure)

@@ -82,7 +82,21 @@ def test_marketing_mail_has_one_click_unsubscribe() -> None:
     assert mail.in_reply_to is None
 
 
-@pytest.mark.parametrize("url", [None, "http://shop.test/u/tok"])
+def test_the_sandbox_may_unsubscribe_over_plain_http_on_this_machine() -> None:
+    msg = compose(
+        outbound(),
+        from_addr="shop@shop.test",
+        reply_to=None,
+        domain="shop.test",
+        list_unsubscribe_url="http://127.0.0.1:8080/u/tok",
+        marketing=True,
+    )
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+@pytest.mark.parametrize(
+    "url", [None, "http://shop.test/u/tok", "http://127.0.0.1.shop.test/u/tok", "ftp://127.0.0.1/u"]
+)
 def test_marketing_mail_without_https_unsubscribe_is_refused(url: str | None) -> None:
     with pytest.raises(ValueError, match="unsubscribe"):
         compose(

@@ -85,6 +85,7 @@ async def test_our_answer_threads_under_her_mail_and_carries_the_signed_reply_ad
     # The next answer threads under the whole conversation so far.
     _delivery, second = await mailroom.answer(conversation, text="Доставим завтра.")
     assert second["References"].split() == ["<first@mail.example>", our_id]
+    assert second["Subject"] == "Re: Заказ 17"  # the answer had no subject of its own
     assert second["Reply-To"].addresses[0].addr_spec == reply_to
 
 
