@@ -56,5 +56,11 @@ def setup_logging(*, json_lines: bool, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiohttp.access", "aiogram.event", "vkbottle", "alembic.runtime.migration"):
+    for noisy in (
+        "aiohttp.access",
+        "aiogram.event",
+        "vkbottle",
+        "alembic.runtime.migration",
+        "apscheduler",  # a line every time the leader lease is renewed
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
