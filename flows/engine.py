@@ -313,11 +313,12 @@ class FlowEngine:
         staged: list[Enqueued] = []
         try:
             async with self.db.session() as session:
-                run = await FlowRuns(session).get_claimed(run_id, self.owner)
-                if run is None:
+                claimed = await FlowRuns(session).get_claimed(run_id, self.owner)
+                if claimed is None:
                     return  # the lease ran out and another process took it
+                run, customer = claimed
                 known = None if facts is None else facts.take(run.customer_id)
-                staged = await self._advance(session, run, now, known)
+                staged = await self._advance(session, run, customer, now, known)
                 run.claimed_by = None
                 run.claimed_until = None
                 run.updated_at = now
@@ -343,6 +344,7 @@ class FlowEngine:
         self,
         session: AsyncSession,
         run: FlowRun,
+        customer: Customer | None,
         now: datetime,
         facts: CustomerFacts | None = None,
     ) -> list[Enqueued]:
@@ -354,7 +356,6 @@ class FlowEngine:
         if flow is None:
             _end(run, "failed", f"flow version {run.flow_name}@{run.version} is not stored", now)
             return []
-        customer = await session.get(Customer, run.customer_id, populate_existing=True)
         if customer is None or customer.erased_at is not None:
             _end(run, "cancelled", "the customer was erased", now)
             return []

@@ -15,7 +15,7 @@ from sqlmodel import col
 
 from flows.spec import Flow
 from storage.inserts import dialect_name, insert
-from storage.models import FlowRun, FlowStep, FlowVersion
+from storage.models import Customer, FlowRun, FlowStep, FlowVersion
 
 __all__ = ["LIVE", "WATCHED", "FlowRuns"]
 
@@ -123,15 +123,21 @@ class FlowRuns:
             )
         return ids
 
-    async def get_claimed(self, run_id: int, owner: str) -> FlowRun | None:
-        """The run, locked for this transaction, if `owner` still holds its claim."""
-        query = sa.select(FlowRun).where(
-            col(FlowRun.id) == run_id, col(FlowRun.claimed_by) == owner
+    async def get_claimed(self, run_id: int, owner: str) -> tuple[FlowRun, Customer | None] | None:
+        """The run, locked for this transaction, and its customer, if `owner` holds the claim.
+
+        One query instead of two: the customer is read fresh with the run (None if gone).
+        """
+        query = (
+            sa.select(FlowRun, Customer)
+            .outerjoin(Customer, col(Customer.id) == col(FlowRun.customer_id))
+            .where(col(FlowRun.id) == run_id, col(FlowRun.claimed_by) == owner)
         )
         if dialect_name(self.session) == "postgresql":
-            query = query.with_for_update()
-        result = await self.session.scalars(query.execution_options(populate_existing=True))
-        return result.first()
+            query = query.with_for_update(of=FlowRun)
+        result = await self.session.execute(query.execution_options(populate_existing=True))
+        row = result.first()
+        return None if row is None else (row[0], row[1])
 
     async def of_customer(
         self,
