@@ -188,8 +188,8 @@ class FlowRuns:
             message_id=message_id,
             at=now,
         )
+        # No flush of its own: the row goes with the run's next query or its commit.
         self.session.add(row)
-        await self.session.flush()
         return row
 
     async def steps(self, run_ids: Sequence[int]) -> list[FlowStep]:
