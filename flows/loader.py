@@ -1,8 +1,8 @@
 """Reading a folder of flow files, refusing each problem with its file and line.
 
-The YAML is composed into nodes first so every value keeps its line (the
-approach of `bots/dialog/loader.py`); pydantic errors, segment expressions,
-cross-references and template renderings with a sample context are all
+The YAML is composed into nodes first so every value keeps its line
+(`gateway/yaml_lines.py`, shared with `bots/dialog/loader.py`); pydantic
+errors, segment expressions, cross-references and template renderings with a sample context are all
 reported as `abandoned_cart.yaml:14: steps[2].send.channels[1]: 'fax' is not a
 channel`, or `templates/cart.yaml:5: telegram.html: undefined: 'x' is undefined`.
 `check_flows` lists every problem; `load_flows` raises them all at once.
@@ -34,10 +34,9 @@ from flows.spec import (
     merge_alternatives,
 )
 from flows.templates import TemplateProblem, Templates, render_text
+from gateway.yaml_lines import Path_, YamlLines, dotted
 
 __all__ = ["FlowError", "FlowErrors", "FlowSet", "check_flows", "load_flows", "sample_context"]
-
-Path_ = tuple[str | int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,56 +93,20 @@ def _ordered(flows: Iterator[Flow] | Any) -> list[Flow]:
 # ---------------------------------------------------------------- lines
 
 
-def _dotted(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-class _Lines:
-    """Where each value of one document is: path → 1-based line."""
+class _Lines(YamlLines):
+    """Where each value of one flow file is, and its duplicate keys as errors."""
 
     def __init__(self, root: yaml.Node, file: str) -> None:
+        super().__init__(root)
         self.file = file
-        self.lines: dict[Path_, int] = {(): root.start_mark.line + 1}
-        self.errors: list[FlowError] = []
-        self._walk(root, ())
-
-    def _walk(self, node: yaml.Node, path: Path_) -> None:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for key, value in node.value:
-                name = str(key.value)
-                line = key.start_mark.line + 1
-                if name in seen:
-                    self.errors.append(
-                        self.error(
-                            (*path, name), f"duplicate key (first at line {seen[name]})", line
-                        )
-                    )
-                seen[name] = line
-                self.lines[(*path, name)] = line
-                self._walk(value, (*path, name))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self.lines[(*path, index)] = item.start_mark.line + 1
-                self._walk(item, (*path, index))
-
-    def locate(self, loc: tuple[str | int, ...]) -> tuple[Path_, int]:
-        """The deepest part of `loc` in the document (pydantic adds union members) and its line."""
-        found: Path_ = ()
-        for part in loc:
-            if (*found, part) in self.lines:
-                found = (*found, part)
-            elif (*found, str(part)) in self.lines:
-                found = (*found, str(part))
-        return found, self.lines[found]
+        self.errors: list[FlowError] = [
+            self.error(key.path, key.message, key.line) for key in self.duplicate_keys
+        ]
 
     def error(self, path: Path_, message: str, line: int | None = None) -> FlowError:
         if line is None:
             line = self.locate(path)[1]
-        where = f"{_dotted(path)}: " if path else ""
+        where = f"{dotted(path)}: " if path else ""
         return FlowError(self.file, line, f"{where}{message}")
 
 
@@ -341,7 +304,7 @@ class _FlowCheck:
 def _template_error(problem: TemplateProblem, flow_file: str, path: Path_) -> FlowError:
     part = f"{problem.part}: " if problem.part else ""
     return FlowError(
-        problem.file, problem.line, f"{part}{problem.message} (used by {flow_file} {_dotted(path)})"
+        problem.file, problem.line, f"{part}{problem.message} (used by {flow_file} {dotted(path)})"
     )
 
 

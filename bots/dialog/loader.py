@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from bots.dialog.hours import parse_days, parse_ranges
 from bots.dialog.script import TERMINAL_ACTIONS, ButtonSpec, NodeSpec, Script
 from bots.dialog.templates import placeholders
+from gateway.yaml_lines import Path_, YamlLines, dotted
 
 __all__ = ["ScriptError", "ScriptIssue", "load_script", "parse_script"]
 
-Path_ = tuple[str | int, ...]
 BUILT_IN_PLACEHOLDERS = frozenset({"hours", "next_open"})
 
 
@@ -47,60 +47,20 @@ class ScriptError(ValueError):
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
-def _dotted(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-class _Lines:
-    """Where each value of the document is: path → 1-based line."""
+class _Lines(YamlLines):
+    """Where each value of the script is, and its duplicate keys as issues."""
 
     def __init__(self, root: yaml.Node, source: str) -> None:
+        super().__init__(root)
         self.source = source
-        self.lines: dict[Path_, int] = {(): root.start_mark.line + 1}
-        self.duplicates: list[ScriptIssue] = []
-        self._walk(root, ())
-
-    def _walk(self, node: yaml.Node, path: Path_) -> None:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for key, value in node.value:
-                name = str(key.value)
-                line = key.start_mark.line + 1
-                if name in seen:
-                    self.duplicates.append(
-                        self.issue(
-                            (*path, name), f"duplicate key (first at line {seen[name]})", line
-                        )
-                    )
-                seen[name] = line
-                self.lines[(*path, name)] = line
-                self._walk(value, (*path, name))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self.lines[(*path, index)] = item.start_mark.line + 1
-                self._walk(item, (*path, index))
-
-    def locate(self, loc: tuple[str | int, ...]) -> tuple[Path_, int]:
-        """The deepest part of `loc` present in the document, and its line.
-
-        Pydantic adds its own parts (union members, validator names); they are
-        not in the document and are skipped.
-        """
-        found: Path_ = ()
-        for part in loc:
-            if (*found, part) in self.lines:
-                found = (*found, part)
-            elif (*found, str(part)) in self.lines:
-                found = (*found, str(part))
-        return found, self.lines[found]
+        self.duplicates: list[ScriptIssue] = [
+            self.issue(key.path, key.message, key.line) for key in self.duplicate_keys
+        ]
 
     def issue(self, path: Path_, problem: str, line: int | None = None) -> ScriptIssue:
         if line is None:
             line = self.locate(path)[1]
-        return ScriptIssue(self.source, line, _dotted(path), problem)
+        return ScriptIssue(self.source, line, dotted(path), problem)
 
 
 def _shape_issues(error: ValidationError, lines: _Lines) -> list[ScriptIssue]:
