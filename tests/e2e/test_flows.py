@@ -12,10 +12,7 @@ lives where it is noon, under the default quiet hours and caps.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,12 +22,9 @@ from sqlmodel import col
 
 from gateway.app import App
 from gateway.clock import FakeClock
-from gateway.config import load_settings
 from storage.customers import ConsentIn, Customers
-from storage.migrate import upgrade
 from storage.models import Customer, Delivery, Identity
-from tests.conftest import free_port
-from tests.e2e.conftest import _create_database, _drop_database, eventually
+from tests.e2e.conftest import SandboxFactory, eventually
 
 HOUR = 3600.0
 CART = {
@@ -44,32 +38,14 @@ PUBLIC = "https://shop.example"
 BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def flows_app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[App]:
+@pytest.fixture
+async def flows_app(sandbox_factory: SandboxFactory) -> App:
     """The sandbox (Telegram, VK, Twilio, mail) with the shipped flows, on a FakeClock."""
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'flows.db'}"
-    database = None
-    if request.param == "postgres":
-        database = f"e2e_{uuid.uuid4().hex[:12]}"
-        database_url = await _create_database(database)
-    settings = load_settings(
-        database_url=database_url,
-        http_port=free_port(),
-        sandbox=True,
-        api_key="test-key",
+    return await sandbox_factory(
+        clock=FakeClock(datetime.now(UTC).replace(microsecond=0)),
         email_secret="flow-tracking-secret",
         public_url=PUBLIC,  # marketing mail needs an https unsubscribe link (RFC 8058)
     )
-    app = App(settings, clock=FakeClock(datetime.now(UTC).replace(microsecond=0)))
-    try:
-        if database is not None:
-            await upgrade(app.db.engine)
-        await app.start()
-        yield app
-    finally:
-        await app.aclose()
-        if database is not None:
-            await _drop_database(database)
 
 
 async def _api(

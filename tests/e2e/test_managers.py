@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -15,50 +12,29 @@ from sqlmodel import col
 
 import bots.telegram  # noqa: F401  (aiogram's first import is slow: paid at collection)
 from gateway.app import App
-from gateway.config import load_settings
 from gateway.sandbox.telegram import TelegramLimits
 from gateway.sandbox.telegram.desk import MANAGER_USER_ID, MANAGERS_CHAT_ID
 from gateway.sandbox.telegram.state import StoredMessage
-from storage.migrate import upgrade
 from storage.models import Conversation, Delivery
-from tests.conftest import free_port
-from tests.e2e.conftest import _create_database, _drop_database, eventually
+from tests.e2e.conftest import SandboxFactory, eventually
 
 # The group's pace, ours and the emulated Telegram's alike: 20/min as in production
 # would make a 30-conversation burst take minutes; the shape of the test is the same.
 GROUP_PER_MIN = 600
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def desk_app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[App]:
-    """The sandbox with its managers' group, paced at GROUP_PER_MIN on both sides."""
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}"
-    database = None
-    if request.param == "postgres":
-        database = f"e2e_{uuid.uuid4().hex[:12]}"
-        database_url = await _create_database(database)
-    settings = load_settings(
-        database_url=database_url,
-        http_port=free_port(),
-        sandbox=True,
-        api_key="test-key",
-        telegram_group_rate_per_min=GROUP_PER_MIN,
-    )
-    app = App(settings)
+def _paced_like_us(app: App) -> None:
+    """Telegram a little more lenient than our pace, as it should be in production."""
     assert app.sandbox is not None
-    # Telegram a little more lenient than our pace, as it should be in production.
     app.sandbox.telegram.bot().flood.limits = TelegramLimits(
         group_per_minute=GROUP_PER_MIN * 1.5, per_chat_per_second=GROUP_PER_MIN / 40
     )
-    try:
-        if database is not None:
-            await upgrade(app.db.engine)
-        await app.start()
-        yield app
-    finally:
-        await app.aclose()
-        if database is not None:
-            await _drop_database(database)
+
+
+@pytest.fixture
+async def desk_app(sandbox_factory: SandboxFactory) -> App:
+    """The sandbox with its managers' group, paced at GROUP_PER_MIN on both sides."""
+    return await sandbox_factory(telegram_group_rate_per_min=GROUP_PER_MIN, prepare=_paced_like_us)
 
 
 def _texts(messages: list[StoredMessage]) -> list[str]:

@@ -16,7 +16,7 @@ from gateway.clock import FakeClock
 from gateway.desk import Reminders
 from gateway.sandbox.telegram.desk import MANAGER_USER_ID, MANAGERS_CHAT_ID
 from storage.models import Conversation, Message
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import eventually, sandbox_factory  # noqa: F401
 from tests.e2e.test_managers import _handed_over, _texts, desk_app  # noqa: F401
 
 
