@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import email
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
@@ -23,6 +25,38 @@ from tests.e2e.conftest import eventually
 from tests.fakes import FakeRelay, relay_server
 
 
+@asynccontextmanager
+async def _mail_app(tmp_path: Path, **mail: str) -> AsyncIterator[App]:
+    """chatgate (not the sandbox) answering support@shop.example, with `mail` settings added."""
+    app = App(
+        load_settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'mail.db'}",
+            http_port=free_port(),
+            sandbox=False,
+            api_key="k",
+            email_address="support@shop.example",
+            email_secret="mail-secret",
+            **mail,
+        )
+    )
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.aclose()
+
+
+def _question(sender: str, message_id: str, text: str) -> EmailMessage:
+    """Мария asks the shop about delivery."""
+    question = EmailMessage()
+    question["From"] = sender
+    question["To"] = "support@shop.example"
+    question["Subject"] = "Доставка"
+    question["Message-ID"] = message_id
+    question.set_content(text)
+    return question
+
+
 async def test_a_mailed_question_is_stored_and_answered_by_mail(tmp_path: Path) -> None:
     async with relay_server() as relay:
         await _ask_and_get_answer(tmp_path, relay)
@@ -30,25 +64,16 @@ async def test_a_mailed_question_is_stored_and_answered_by_mail(tmp_path: Path) 
 
 async def _ask_and_get_answer(tmp_path: Path, relay: FakeRelay) -> None:
     mx_port = free_port()
-    settings = load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'mail.db'}",
-        http_port=free_port(),
-        sandbox=False,
-        api_key="k",
-        email_address="support@shop.example",
-        email_secret="mail-secret",
+    async with _mail_app(
+        tmp_path,
         smtp_url=f"smtp://127.0.0.1:{relay.port}",
         smtp_listen=f"127.0.0.1:{mx_port}",
-    )
-    app = App(settings)
-    await app.start()
-    try:
-        question = EmailMessage()
-        question["From"] = "Мария <Maria@Example.org>"
-        question["To"] = "support@shop.example"
-        question["Subject"] = "Доставка"
-        question["Message-ID"] = "<q1@example.org>"
-        question.set_content("Здравствуйте! Сколько идёт доставка?\n\n-- \nМария")
+    ) as app:
+        question = _question(
+            "Мария <Maria@Example.org>",
+            "<q1@example.org>",
+            "Здравствуйте! Сколько идёт доставка?\n\n-- \nМария",
+        )
         await aiosmtplib.send(question, hostname="127.0.0.1", port=mx_port)
 
         await eventually(lambda: relay.received, within=20)
@@ -70,34 +95,21 @@ async def _ask_and_get_answer(tmp_path: Path, relay: FakeRelay) -> None:
         assert identity is not None
         assert identity.address == "maria@example.org"
         assert any(m.direction == "out" and m.channel == "email" for m in stored)
-    finally:
-        await app.aclose()
 
 
 async def test_marketing_unsubscribe_link_is_served_by_the_app(tmp_path: Path) -> None:
     from gateway.bridge.email import unsubscribe_token
 
-    settings = load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'unsub.db'}",
-        http_port=free_port(),
-        sandbox=False,
-        api_key="k",
-        email_address="support@shop.example",
-        email_secret="mail-secret",
-        smtp_listen=f"127.0.0.1:{free_port()}",
-    )
-    app = App(settings)
-    await app.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            token = unsubscribe_token(12345, "mail-secret")
-            async with http.get(f"{app.url}/unsubscribe/{token}") as response:
-                assert response.status == 404  # signed, but no such delivery
-            async with http.get(f"{app.url}/t/o/garbage") as response:
-                assert response.status == 200
-                assert response.content_type == "image/gif"
-    finally:
-        await app.aclose()
+    async with (
+        _mail_app(tmp_path, smtp_listen=f"127.0.0.1:{free_port()}") as app,
+        aiohttp.ClientSession() as http,
+    ):
+        token = unsubscribe_token(12345, "mail-secret")
+        async with http.get(f"{app.url}/unsubscribe/{token}") as response:
+            assert response.status == 404  # signed, but no such delivery
+        async with http.get(f"{app.url}/t/o/garbage") as response:
+            assert response.status == 200
+            assert response.content_type == "image/gif"
 
 
 async def test_mail_read_over_imap_is_answered_and_the_reply_comes_back_by_token(
@@ -113,25 +125,14 @@ async def test_mail_read_over_imap_is_answered_and_the_reply_comes_back_by_token
 
 
 async def _imap_round_trip(tmp_path: Path, server: Dovecot, relay: FakeRelay) -> None:
-    settings = load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'imap.db'}",
-        http_port=free_port(),
-        sandbox=False,
-        api_key="k",
-        email_address="support@shop.example",
-        email_secret="mail-secret",
-        smtp_url=f"smtp://127.0.0.1:{relay.port}",
-        imap_url=server.url(),
-    )
-    app = App(settings)
-    await app.start()
-    try:
-        question = EmailMessage()
-        question["From"] = "Мария <maria@example.org>"
-        question["To"] = "support@shop.example"
-        question["Subject"] = "Доставка"
-        question["Message-ID"] = "<imap-q1@example.org>"
-        question.set_content("Здравствуйте! Сколько идёт доставка?")
+    async with _mail_app(
+        tmp_path, smtp_url=f"smtp://127.0.0.1:{relay.port}", imap_url=server.url()
+    ) as app:
+        question = _question(
+            "Мария <maria@example.org>",
+            "<imap-q1@example.org>",
+            "Здравствуйте! Сколько идёт доставка?",
+        )
         await server.append(question.as_bytes())
 
         await eventually(lambda: relay.received, within=20)
@@ -163,8 +164,6 @@ async def _imap_round_trip(tmp_path: Path, server: Dovecot, relay: FakeRelay) ->
         assert inbound[1].conversation_id == inbound[0].conversation_id
         assert inbound[1].text == "Спасибо!"
         assert inbound[1].meta["matched_by"] == "reply_token"
-    finally:
-        await app.aclose()
 
 
 def test_a_malformed_imap_url_stops_the_start_naming_the_setting() -> None:
