@@ -145,14 +145,7 @@ class Desk:
             work = _Work([], [])
             conversation = await self._conversation(session, conversation_id)
             manager = await self._manager(session, actor)
-            await Conversations(session).update(
-                conversation,
-                mode=ConversationMode.bot,
-                assignee_id=None,
-                reply_via=None,
-                waiting_since=None,
-                dialog_state={},
-            )
+            await _unassign(session, conversation, ConversationMode.bot)
             await self._tell(session, conversation, BOT_BACK, work)
             await self._notice(
                 session, conversation, f"🤖 {_who(manager)} вернул(а) диалог боту", work
@@ -166,14 +159,7 @@ class Desk:
             work = _Work([], [])
             conversation = await self._conversation(session, conversation_id)
             manager = await self._manager(session, actor)
-            await Conversations(session).update(
-                conversation,
-                mode=ConversationMode.closed,
-                assignee_id=None,
-                reply_via=None,
-                waiting_since=None,
-                dialog_state={},
-            )
+            await _unassign(session, conversation, ConversationMode.closed)
             await self._notice(session, conversation, f"✅ {_who(manager)} закрыл(а) диалог", work)
         await self._release(work)
         return conversation
@@ -446,6 +432,20 @@ class Desk:
         name = escape(customer.name or f"клиент #{customer.id}")
         channel = badge(conversation.last_inbound_channel or "?")
         return f"#{conversation.id} {name} {channel} с {since.strftime('%d.%m %H:%M')}"
+
+
+async def _unassign(
+    session: AsyncSession, conversation: Conversation, mode: ConversationMode
+) -> None:
+    """Nobody owns it any more (/release: the bot; /close: closed); no reply or dialog pending."""
+    await Conversations(session).update(
+        conversation,
+        mode=mode,
+        assignee_id=None,
+        reply_via=None,
+        waiting_since=None,
+        dialog_state={},
+    )
 
 
 def _who(manager: Manager) -> str:
