@@ -154,23 +154,7 @@ async def get_conversation(request: web.Request) -> web.Response:
         conversation = await Conversations(session).get(path_id(request))
         customer = await Customers(session).get(conversation.customer_id)
         recent = await Messages(session).last(path_id(request), 50)
-    messages = [
-        MessageOut.model_validate(
-            {
-                "id": m.id,
-                "conversation_id": m.conversation_id,
-                "channel": m.channel,
-                "direction": m.direction,
-                "author": m.author,
-                "kind": m.kind,
-                "text": m.text,
-                "attachments": m.attachments,
-                "sent_at": m.sent_at,
-                "delivery_status": m.delivery_status,
-            }
-        )
-        for m in recent
-    ]
+    messages = [MessageOut.model_validate(m, from_attributes=True) for m in recent]
     base = _model(conversation, customer.name)
     return json_reply(ConversationDetail(**base.model_dump(), messages=messages))
 

@@ -97,23 +97,7 @@ async def customer_messages(request: web.Request) -> web.Response:
             )
         except ValueError as exc:
             raise bad_cursor() from exc
-    items = [
-        MessageOut.model_validate(
-            {
-                "id": m.id,
-                "conversation_id": m.conversation_id,
-                "channel": m.channel,
-                "direction": m.direction,
-                "author": m.author,
-                "kind": m.kind,
-                "text": m.text,
-                "attachments": m.attachments,
-                "sent_at": m.sent_at,
-                "delivery_status": m.delivery_status,
-            }
-        )
-        for m in page.items
-    ]
+    items = [MessageOut.model_validate(m, from_attributes=True) for m in page.items]
     return json_reply(MessageList(items=items, next_cursor=page.next_cursor))
 
 
