@@ -13,7 +13,7 @@ from flows.quiet_hours import QuietHours
 from storage.conversations import Conversations
 from storage.customers import ConsentIn, Customers
 from storage.db import Database
-from tests.flows.engine_world import CART_FLOW, HOUR, make_world
+from tests.flows.engine_world import CART_FLOW, HOUR, World, make_world
 
 PROMO_FLOW = """\
 name: promo
@@ -151,15 +151,21 @@ async def test_no_consent_no_marketing_but_transactional_goes_until_stopped(
     assert "the customer stopped all messages on telegram" in reasons
 
 
-async def test_a_managers_conversation_pauses_promos_until_released(
-    database: Database, tmp_path: Path
-) -> None:
+async def _promo_while_with_a_manager(database: Database, tmp_path: Path) -> tuple[World, int]:
+    """Анна (Telegram) is talking to a manager when a promo event comes: the world and her id."""
     world = await make_world(database, tmp_path, flows={"promo": PROMO_FLOW})
     ann = await world.customer(telegram="1001")
     async with database.session() as session:
         await Conversations(session).open_for(ann)
     await world.set_mode(ann, "manager")
     await world.event(ann, "promo")
+    return world, ann
+
+
+async def test_a_managers_conversation_pauses_promos_until_released(
+    database: Database, tmp_path: Path
+) -> None:
+    world, ann = await _promo_while_with_a_manager(database, tmp_path)
     assert await world.deliveries(ann) == []
     await world.advance(HOUR)  # re-checked, still the manager's: still nothing, told once
     assert await world.deliveries(ann) == []
@@ -175,12 +181,7 @@ async def test_a_managers_conversation_pauses_promos_until_released(
 async def test_a_send_postponed_for_over_a_week_expires_with_its_reason(
     database: Database, tmp_path: Path
 ) -> None:
-    world = await make_world(database, tmp_path, flows={"promo": PROMO_FLOW})
-    ann = await world.customer(telegram="1001")
-    async with database.session() as session:
-        await Conversations(session).open_for(ann)
-    await world.set_mode(ann, "manager")
-    await world.event(ann, "promo")
+    world, ann = await _promo_while_with_a_manager(database, tmp_path)
     await world.advance(8 * 24 * HOUR)
     assert await world.deliveries(ann) == []
     [run] = await world.runs(ann)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from flows.stats import Counts, Stats, wilson
 from gateway.api import setup_api
@@ -34,6 +35,16 @@ from tests.flows.engine_world import FlowFolder
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
+async def _stored(
+    s: AsyncSession, row: Customer | Conversation | FlowRun | Message | Delivery | Event
+) -> int:
+    """`row` added and flushed: its new id."""
+    s.add(row)
+    await s.flush()
+    assert row.id is not None
+    return row.id
+
+
 class Shop:
     """Builds runs the way the engine leaves them, row by row."""
 
@@ -47,27 +58,23 @@ class Shop:
         """A customer with a conversation and a run; (customer, conversation, run) ids."""
         self.n += 1
         async with self.db.session() as s:
-            customer = Customer(name=f"c{self.n}", email=f"c{self.n}@example.com")
-            s.add(customer)
-            await s.flush()
-            assert customer.id is not None
-            conversation = Conversation(customer_id=customer.id)
-            s.add(conversation)
-            await s.flush()
-            run = FlowRun(
-                flow_name="cart",
-                version="v1",
-                customer_id=customer.id,
-                trigger_key=f"k{self.n}",
-                status=status,
-                variant=variant,
-                holdout=holdout,
+            customer_id = await _stored(
+                s, Customer(name=f"c{self.n}", email=f"c{self.n}@example.com")
             )
-            s.add(run)
-            await s.flush()
-            assert conversation.id is not None
-            assert run.id is not None
-            return customer.id, conversation.id, run.id
+            conversation_id = await _stored(s, Conversation(customer_id=customer_id))
+            run_id = await _stored(
+                s,
+                FlowRun(
+                    flow_name="cart",
+                    version="v1",
+                    customer_id=customer_id,
+                    trigger_key=f"k{self.n}",
+                    status=status,
+                    variant=variant,
+                    holdout=holdout,
+                ),
+            )
+            return customer_id, conversation_id, run_id
 
     async def sent(
         self,
@@ -83,35 +90,35 @@ class Shop:
     ) -> int:
         customer_id, conversation_id, run_id = ids
         async with self.db.session() as s:
-            message = Message(
-                conversation_id=conversation_id,
-                customer_id=customer_id,
-                channel=channel,
-                direction="out",
-                author="flow",
-                author_ref=f"run:{run_id}",
-                text="nudge",
+            message_id = await _stored(
+                s,
+                Message(
+                    conversation_id=conversation_id,
+                    customer_id=customer_id,
+                    channel=channel,
+                    direction="out",
+                    author="flow",
+                    author_ref=f"run:{run_id}",
+                    text="nudge",
+                ),
             )
-            s.add(message)
-            await s.flush()
-            assert message.id is not None
-            delivery = Delivery(
-                message_id=message.id,
-                customer_id=customer_id,
-                channel=channel,
-                address="x",
-                purpose="marketing",
-                status=status,
-                sent_at=T0,
-                delivered_at=T0 + timedelta(minutes=1) if delivered else None,
-                read_at=T0 + timedelta(minutes=2) if read else None,
-                clicked_at=T0 + timedelta(minutes=3) if clicked else None,
-                replied_at=T0 + timedelta(minutes=4) if replied else None,
-                failed_at=T0 if status == "failed" else None,
+            delivery_id = await _stored(
+                s,
+                Delivery(
+                    message_id=message_id,
+                    customer_id=customer_id,
+                    channel=channel,
+                    address="x",
+                    purpose="marketing",
+                    status=status,
+                    sent_at=T0,
+                    delivered_at=T0 + timedelta(minutes=1) if delivered else None,
+                    read_at=T0 + timedelta(minutes=2) if read else None,
+                    clicked_at=T0 + timedelta(minutes=3) if clicked else None,
+                    replied_at=T0 + timedelta(minutes=4) if replied else None,
+                    failed_at=T0 if status == "failed" else None,
+                ),
             )
-            s.add(delivery)
-            await s.flush()
-            assert delivery.id is not None
             s.add(
                 FlowStep(
                     run_id=run_id,
@@ -120,12 +127,12 @@ class Shop:
                     channel=channel,
                     variant=variant,
                     outcome="sent",
-                    delivery_id=delivery.id,
-                    message_id=message.id,
+                    delivery_id=delivery_id,
+                    message_id=message_id,
                     at=T0,
                 )
             )
-            return delivery.id
+            return delivery_id
 
     async def step(
         self,
@@ -161,10 +168,9 @@ class Shop:
     ) -> None:
         customer_id, _, run_id = ids
         async with self.db.session() as s:
-            event = Event(customer_id=customer_id, type="purchase", data={"amount": amount})
-            s.add(event)
-            await s.flush()
-            assert event.id is not None
+            event_id = await _stored(
+                s, Event(customer_id=customer_id, type="purchase", data={"amount": amount})
+            )
             s.add(
                 Conversion(
                     run_id=run_id,
@@ -172,7 +178,7 @@ class Shop:
                     step=step,
                     channel=channel,
                     variant=variant,
-                    event_id=event.id,
+                    event_id=event_id,
                     amount=Decimal(amount),
                     currency="RUB",
                 )
