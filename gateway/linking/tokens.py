@@ -87,6 +87,15 @@ def _code_hash(code: str, salt: str | None = None) -> str:
     return salt + hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()[:48]
 
 
+def _open_codes(customer_id: int) -> tuple[sa.ColumnElement[bool], ...]:
+    """The customer's codes not yet used up (expired ones included: closed when checked)."""
+    return (
+        col(LinkToken.customer_id) == customer_id,
+        col(LinkToken.purpose) == CODE,
+        col(LinkToken.used_at).is_(None),
+    )
+
+
 class LinkTokens:
     """Link-token rows of one session; never commits."""
 
@@ -142,11 +151,7 @@ class LinkTokens:
         """A six-digit code to `address` on `channel`; earlier pending codes die."""
         await self.session.execute(
             sa.update(LinkToken)
-            .where(
-                col(LinkToken.customer_id) == customer_id,
-                col(LinkToken.purpose) == CODE,
-                col(LinkToken.used_at).is_(None),
-            )
+            .where(*_open_codes(customer_id))
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -186,11 +191,7 @@ class LinkTokens:
         """
         pending = await self.session.scalar(
             sa.select(LinkToken)
-            .where(
-                col(LinkToken.customer_id) == customer_id,
-                col(LinkToken.purpose) == CODE,
-                col(LinkToken.used_at).is_(None),
-            )
+            .where(*_open_codes(customer_id))
             .order_by(col(LinkToken.id).desc())
             .limit(1)
             .with_for_update()
