@@ -287,3 +287,15 @@ async def make_world(
 
 
 HOUR = 3600.0
+
+
+async def cart_left_an_hour_ago(db: Database, root: Path, **channels: str) -> tuple[World, int]:
+    """The shipped abandoned-cart flow; Анна (on `channels`) left cart c-1 an hour ago.
+
+    The world (its clock an hour on, the engine run) and her id.
+    """
+    world = await make_world(db, root)
+    ann = await world.customer(**channels)
+    await world.event(ann, "cart_abandoned", {"cart_id": "c-1"})
+    await world.advance(HOUR)
+    return world, ann

@@ -11,7 +11,7 @@ from flows.spec import Split
 from storage.db import Database
 from storage.events import Events
 from storage.models import CustomerTag
-from tests.flows.engine_world import CART_FLOW, HOUR, make_engine, make_world
+from tests.flows.engine_world import CART_FLOW, HOUR, cart_left_an_hour_ago, make_engine, make_world
 
 
 async def test_abandoned_cart_walks_the_cascade_until_a_click(
@@ -72,10 +72,9 @@ async def test_cancel_on_ends_the_chain(database: Database, tmp_path: Path) -> N
 async def test_a_purchase_is_credited_to_the_message_engaged_with(
     database: Database, tmp_path: Path
 ) -> None:
-    world = await make_world(database, tmp_path)
-    ann = await world.customer(email="ann@example.org", telegram="1001", phone="+79990000001")
-    await world.event(ann, "cart_abandoned", {"cart_id": "c-1"})
-    await world.advance(HOUR)
+    world, ann = await cart_left_an_hour_ago(
+        database, tmp_path, email="ann@example.org", telegram="1001", phone="+79990000001"
+    )
     await world.advance(4 * HOUR)
     _email, telegram = await world.deliveries(ann)
     await world.signal(telegram, "read")
@@ -98,10 +97,9 @@ async def test_a_purchase_is_credited_to_the_message_engaged_with(
 async def test_a_purchase_without_engagement_goes_to_the_last_message_sent(
     database: Database, tmp_path: Path
 ) -> None:
-    world = await make_world(database, tmp_path)
-    ann = await world.customer(email="ann@example.org", telegram="1001")
-    await world.event(ann, "cart_abandoned", {"cart_id": "c-1"})
-    await world.advance(HOUR)
+    world, ann = await cart_left_an_hour_ago(
+        database, tmp_path, email="ann@example.org", telegram="1001"
+    )
     [email] = await world.deliveries(ann)
     await world.signal(email, "clicked", machine=True)  # a scanner's click counts for nothing
     await world.advance(4 * HOUR)
@@ -114,10 +112,9 @@ async def test_a_purchase_without_engagement_goes_to_the_last_message_sent(
 async def test_a_restart_in_the_middle_of_a_wait_resumes_where_it_was(
     database: Database, tmp_path: Path
 ) -> None:
-    world = await make_world(database, tmp_path)
-    ann = await world.customer(email="ann@example.org", telegram="1001")
-    await world.event(ann, "cart_abandoned", {"cart_id": "c-1"})
-    await world.advance(HOUR)
+    world, ann = await cart_left_an_hour_ago(
+        database, tmp_path, email="ann@example.org", telegram="1001"
+    )
     assert len(await world.deliveries(ann)) == 1
     # The process dies mid-wait: a new engine on the same store and the same folder.
     await world.clock.advance(2 * HOUR)

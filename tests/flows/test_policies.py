@@ -13,7 +13,7 @@ from flows.quiet_hours import QuietHours
 from storage.conversations import Conversations
 from storage.customers import ConsentIn, Customers
 from storage.db import Database
-from tests.flows.engine_world import CART_FLOW, HOUR, World, make_world
+from tests.flows.engine_world import CART_FLOW, HOUR, World, cart_left_an_hour_ago, make_world
 
 PROMO_FLOW = """\
 name: promo
@@ -116,10 +116,9 @@ async def test_a_cap_with_outcome_skip_drops_the_step_with_its_reason(
 async def test_consent_withdrawn_mid_chain_skips_that_channel(
     database: Database, tmp_path: Path
 ) -> None:
-    world = await make_world(database, tmp_path)
-    ann = await world.customer(email="ann@example.org", telegram="1001", phone="+79990000001")
-    await world.event(ann, "cart_abandoned", {"cart_id": "c-1"})
-    await world.advance(HOUR)
+    world, ann = await cart_left_an_hour_ago(
+        database, tmp_path, email="ann@example.org", telegram="1001", phone="+79990000001"
+    )
     await world.set_consent(ann, "telegram", False)  # e.g. /stop in the bot
     await world.advance(4 * HOUR)
     assert [d.channel for d in await world.deliveries(ann)] == ["email", "sms"]

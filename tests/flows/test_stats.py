@@ -45,6 +45,30 @@ async def _stored(
     return row.id
 
 
+def _first_nudge(
+    run_id: int,
+    outcome: str,
+    channel: str | None,
+    variant: str | None,
+    reason: str | None = None,
+    delivery_id: int | None = None,
+    message_id: int | None = None,
+) -> FlowStep:
+    """The step row the cart flow's first_nudge leaves, at T0."""
+    return FlowStep(
+        run_id=run_id,
+        flow_name="cart",
+        step="first_nudge",
+        channel=channel,
+        variant=variant,
+        outcome=outcome,
+        reason=reason,
+        delivery_id=delivery_id,
+        message_id=message_id,
+        at=T0,
+    )
+
+
 class Shop:
     """Builds runs the way the engine leaves them, row by row."""
 
@@ -120,16 +144,8 @@ class Shop:
                 ),
             )
             s.add(
-                FlowStep(
-                    run_id=run_id,
-                    flow_name="cart",
-                    step="first_nudge",
-                    channel=channel,
-                    variant=variant,
-                    outcome="sent",
-                    delivery_id=delivery_id,
-                    message_id=message_id,
-                    at=T0,
+                _first_nudge(
+                    run_id, "sent", channel, variant, delivery_id=delivery_id, message_id=message_id
                 )
             )
             return delivery_id
@@ -143,19 +159,7 @@ class Shop:
         delivery_id: int | None = None,
     ) -> None:
         async with self.db.session() as s:
-            s.add(
-                FlowStep(
-                    run_id=run_id,
-                    flow_name="cart",
-                    step="first_nudge",
-                    channel=channel,
-                    variant=variant,
-                    outcome=outcome,
-                    reason="test",
-                    delivery_id=delivery_id,
-                    at=T0,
-                )
-            )
+            s.add(_first_nudge(run_id, outcome, channel, variant, "test", delivery_id))
 
     async def converted(
         self,
