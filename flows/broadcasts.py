@@ -17,8 +17,6 @@ back the messages of its runs still waiting in the outbox.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from sqlmodel import col
 from flows.segments import Segment, SegmentError, parse_segment
 from flows.spec import Flow
 from gateway.clock import Clock
+from gateway.repeating import Repeating
 from storage.db import Database
 from storage.inserts import dialect_name
 from storage.models import Broadcast, Customer, Delivery, DeliveryStatus, FlowRun, FlowStep
@@ -163,7 +162,13 @@ class Broadcasts:
         self.clock = clock
         self.batch = batch
         self.poll_s = poll_s
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Repeating(
+            "broadcasts",
+            self._work_found,
+            pause=lambda: clock.sleep(poll_s),
+            log=log,
+            failed_event="broadcasts.loop_failed",
+        )
 
     # ------------------------------------------------------------ create
 
@@ -435,26 +440,13 @@ class Broadcasts:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="broadcasts")
+        self._loop.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.aclose()
 
-    async def _loop(self) -> None:
-        while True:
-            busy = False
-            try:
-                busy = await self.work() > 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("broadcasts.loop_failed")
-            if not busy:
-                await self.clock.sleep(self.poll_s)
+    async def _work_found(self) -> bool:
+        return await self.work() > 0
 
 
 async def read_progress(db: Database, broadcast_id: int) -> Progress | None:

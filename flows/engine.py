@@ -18,8 +18,6 @@ runs on the new version and never reaches runs in flight.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -48,6 +46,7 @@ from flows.waits import wait_until
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.outbox import Enqueued, Outbox
+from gateway.repeating import Repeating
 from storage.cursors import Cursors
 from storage.db import Database
 from storage.models import Customer, Event, FlowRun
@@ -110,7 +109,13 @@ class FlowEngine:
         self._versions: dict[tuple[str, str], Flow] = {}
         self._saved: set[tuple[str, str]] = set()
         self._keys = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Repeating(
+            "flows",
+            self._advance_due,
+            pause=lambda: clock.sleep(poll_s),
+            log=log,
+            failed_event="flows.loop_failed",
+        )
         self._cursor = Cursors(db)
 
     @classmethod
@@ -141,27 +146,15 @@ class FlowEngine:
             async with self.db.session() as session:
                 last = await session.scalar(sa.select(sa.func.max(col(Event.id))))
             await self._cursor.save(EVENT_CURSOR, str(last or 0))
-        self._task = asyncio.create_task(self._loop(), name="flows")
+        self._loop.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.aclose()
 
-    async def _loop(self) -> None:
-        while True:
-            busy = False
-            try:
-                await self.catch_up()
-                busy = await self.tick(batch=self.batch) >= self.batch
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("flows.loop_failed")
-            if not busy:
-                await self.clock.sleep(self.poll_s)
+    async def _advance_due(self) -> bool:
+        """Catch up on events, advance a batch; True while there may be more due."""
+        await self.catch_up()
+        return await self.tick(batch=self.batch) >= self.batch
 
     # ------------------------------------------------------------ events
 

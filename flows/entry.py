@@ -17,8 +17,6 @@ evaluation, as with a segment source in Mautic.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -30,6 +28,7 @@ from flows.broadcasts import RunStarter
 from flows.segments import parse_segment
 from flows.spec import Flow
 from gateway.clock import Clock
+from gateway.repeating import Repeating
 from storage.db import Database
 from storage.models import Customer, Event, FlowRun
 
@@ -65,7 +64,13 @@ class SegmentEntry:
         self.clock = clock
         self.batch = batch
         self.poll_s = poll_s
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Repeating(
+            "segment-entry",
+            self._evaluate_all,
+            pause=lambda: clock.sleep(poll_s),
+            log=log,
+            failed_event="entry.loop_failed",
+        )
 
     async def evaluate(self, customer_ids: Sequence[int] | None = None) -> int:
         """Start every segment-entry flow for customers newly in its segment (only among
@@ -130,24 +135,14 @@ class SegmentEntry:
         return started
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="segment-entry")
+        self._loop.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.aclose()
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.evaluate()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("entry.loop_failed")
-            await self.clock.sleep(self.poll_s)
+    async def _evaluate_all(self) -> bool:
+        await self.evaluate()
+        return False  # a whole pass each time: wait before the next
 
 
 def _context(flow: Flow, at: str) -> dict[str, Any]:
