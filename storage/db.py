@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -16,7 +16,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.batches import GroupCommit, Unit
+
 __all__ = ["Database"]
+
+T = TypeVar("T")
 
 
 class Database:
@@ -40,6 +44,7 @@ class Database:
         # concurrency and avoids "database is locked" when a reader turns writer.
         self._turn = asyncio.Lock() if self.is_sqlite else None
         self._holder: asyncio.Task[object] | None = None
+        self._group = GroupCommit(self.session)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -57,6 +62,14 @@ class Database:
                     yield session
             finally:
                 self._holder = None
+
+    async def batched(self, unit: Unit[T]) -> T:
+        """Run `unit(session)` in a transaction shared with concurrent callers (group commit).
+
+        Returns its result once that transaction committed; see storage.batches.
+        For the hot path's many small writers: one commit carries them all.
+        """
+        return await self._group.run(unit)
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""

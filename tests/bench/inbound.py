@@ -252,6 +252,12 @@ class Child:
         self._log.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Figures:
     system: str
@@ -259,6 +265,7 @@ class Figures:
     seconds: float
     latencies: list[float]
     problems: list[str] = field(default_factory=list)
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per update, by process
 
     @property
     def rate(self) -> float:
@@ -384,13 +391,21 @@ async def measure(
             got = await wait_for_replies(http, emulator_root, bot_id, args.warmup, 60)
             if got < args.warmup:
                 raise RuntimeError(f"{label}: warm-up got {got}/{args.warmup} replies")
+            pids = {"bot": bot.proc.pid, "emulator": emulator.proc.pid, "driver": os.getpid()}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             start, measured = await driver.post(args.updates)
             expected = args.warmup + args.updates
             got = await wait_for_replies(http, emulator_root, bot_id, expected, args.timeout)
+            cpu_ms = {
+                name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / args.updates
+                for name, pid in pids.items()
+            }
             await asyncio.sleep(0.3)  # anything extra (a second message) shows up too
             async with http.get(f"{emulator_root}/bench/{bot_id}/arrivals") as response:
                 arrivals = {int(k): v for k, v in (await response.json()).items()}
-        return _figures(label, driver, start, measured, arrivals, expected, got, system)
+        figures = _figures(label, driver, start, measured, arrivals, expected, got, system)
+        figures.cpu_ms = cpu_ms
+        return figures
     except BaseException:
         for child in children:
             print(f"--- {child.name} log ---\n{child.tail()}", file=sys.stderr)
@@ -475,6 +490,7 @@ def report(results: list[Figures], args: argparse.Namespace) -> None:
     )
     header = (
         f"{'system':<20}{'updates':>9}{'seconds':>10}{'updates/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'CPU ms/update: bot':>20}{'emulator':>10}{'driver':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -482,6 +498,7 @@ def report(results: list[Figures], args: argparse.Namespace) -> None:
         print(
             f"{r.system:<20}{r.updates:>9}{r.seconds:>10.2f}{r.rate:>11.0f}"
             f"{r.percentile(0.50):>9.1f}{r.percentile(0.99):>9.1f}"
+            f"{r.cpu_ms['bot']:>20.2f}{r.cpu_ms['emulator']:>10.2f}{r.cpu_ms['driver']:>8.2f}"
         )
     echo = results[-1]
     for r in results[:-1]:
