@@ -96,7 +96,7 @@ async def test_units_that_conflict_with_each_other_are_redone_apart(database: Da
         return_exceptions=True,
     )
 
-    assert results[:2] == ["first", "same"]
+    assert list(results[:2]) == ["first", "same"]
     assert isinstance(results[2], sa.exc.IntegrityError)
     assert await stored(database) == {"first", "same"}
 
