@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from flows.facts import CustomerFacts
-from flows.policies import Policies
+from flows.policies import Policies, refusal_from
 from flows.runs import FlowRuns
 from flows.spec import Flow, Send
 from flows.templates import Rendered, TemplateProblem
@@ -306,6 +306,18 @@ class Cascade:
         state["channel_index"] += 1
         return None
 
+    def may_send(self, customer: Customer, send: Send, purpose: str, facts: CustomerFacts) -> bool:
+        """Whether one of the step's channels has an address and the consent to take it.
+
+        From the facts alone, no query: the engine asks it to know whose conversation
+        to make in bulk before the chunk's sends (a later policy may still postpone).
+        """
+        return any(
+            isinstance(self._address(customer, channel, facts.identities.get(channel, [])), tuple)
+            and refusal_from(facts.consents, channel, purpose) is None
+            for channel in send.channels
+        )
+
     async def _target(
         self,
         session: AsyncSession,
@@ -315,9 +327,6 @@ class Cascade:
     ) -> tuple[Target | None, str]:
         """Where a message on `channel` goes, or why it cannot go there."""
         assert customer.id is not None
-        accounts = [account for (ch, account) in self.outbox.adapters if ch == channel]
-        if not accounts:
-            return None, f"{channel} is not configured"
         if facts is not None:
             identities = facts.identities.get(channel, [])
         else:
@@ -332,30 +341,39 @@ class Cascade:
                     )
                 )
             )
+        address = self._address(customer, channel, identities)
+        if isinstance(address, str):
+            return None, address
+        account, where, identity_id = address
+        return Target(
+            conversation_id=await _conversation_id(session, customer.id, facts),
+            customer_id=customer.id,
+            channel=channel,
+            account=account,
+            address=where,
+            identity_id=identity_id,
+        ), ""
+
+    def _address(
+        self, customer: Customer, channel: str, identities: Sequence[Identity]
+    ) -> tuple[str, str, int | None] | str:
+        """(account, address, identity id) to send on `channel`, or why there is none.
+
+        `identities` are the customer's on `channel`, most recently seen first.
+        """
+        accounts = [account for (ch, account) in self.outbox.adapters if ch == channel]
+        if not accounts:
+            return f"{channel} is not configured"
         usable = [i for i in identities if i.reachable and i.account in accounts]
         if usable:
-            chosen = usable[0]
-            return Target(
-                conversation_id=await _conversation_id(session, customer.id, facts),
-                customer_id=customer.id,
-                channel=channel,
-                account=chosen.account,
-                address=chosen.address,
-                identity_id=chosen.id,
-            ), ""
+            return usable[0].account, usable[0].address, usable[0].id
         profile = {"email": customer.email, "sms": customer.phone}.get(channel)
         dead = [i for i in identities if not i.reachable]
         if profile and not any(i.address == profile for i in dead):
-            return Target(
-                conversation_id=await _conversation_id(session, customer.id, facts),
-                customer_id=customer.id,
-                channel=channel,
-                account=accounts[0],
-                address=profile,
-            ), ""
+            return accounts[0], profile, None
         if dead:
-            return None, f"{channel} unreachable: {dead[0].unreachable_reason or 'failed'}"
-        return None, f"no {channel} address"
+            return f"{channel} unreachable: {dead[0].unreachable_reason or 'failed'}"
+        return f"no {channel} address"
 
     async def _stage(
         self,

@@ -1,11 +1,17 @@
 """The flow engine: starts runs from events, advances due runs, ends them.
 
 Every run's state (pc, next time, pending cascade, goal window) is a row, and a
-run advances inside one transaction that also stages whatever it sends (outbox
+run advances inside a transaction that also stages whatever it sends (outbox
 `stage()`), released only after commit. So a crash or restart resumes exactly
 where the store says, and the engine never sends anything twice. Due runs are
 claimed in batches with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL, the one
 writer on SQLite) so several processes share the work.
+
+A chunk of claimed runs (`CHUNK`) advances in one transaction: on a small
+machine a transaction costs more than a run's own statements. If anything in the
+chunk raises, the whole chunk rolls back and each of its runs is advanced again
+in a transaction of its own, so a run that keeps failing counts its own errors
+and neither loses nor holds up the others.
 
 Events reach the engine twice over: `on_event` right after the API stored one,
 and `catch_up` from a cursor of the last event id processed, so an event whose
@@ -36,7 +42,7 @@ from sqlmodel import col
 from flows.attribution import credit
 from flows.caps import WEEK, Caps
 from flows.cascade import Cascade, ClickTracking, Renderer
-from flows.facts import CustomerFacts, Facts, load_facts
+from flows.facts import CustomerFacts, Facts, load_facts, open_conversations
 from flows.policies import Policies
 from flows.quiet_hours import QuietHours
 from flows.runs import LIVE, WATCHED, FlowRuns
@@ -62,9 +68,11 @@ GOAL_HORIZON = timedelta(days=90)
 MAX_ERRORS = 5
 # Instructions one run may execute in one go; a loop of jumps cannot hang a tick.
 _MAX_STEPS = 200
-# Runs whose customers' facts (flows/facts.py) are read together: few enough that the
-# facts are a fraction of a second old when the last run of the chunk uses them.
-FACTS_CHUNK = 50
+# Runs advanced in one transaction, their customers' facts (flows/facts.py) read
+# together: a transaction costs more than a run's own statements on a small machine,
+# and the chunk stays short enough (a fraction of a second) not to hold up SQLite's
+# one writer or PostgreSQL's customer locks for long.
+CHUNK = 100
 
 
 class FlowSource(Protocol):
@@ -268,23 +276,20 @@ class FlowEngine:
         return len(started)
 
     async def tick(self, *, batch: int = 500) -> int:
-        """Claim due runs and advance each in its own transaction; how many were claimed."""
+        """Claim due runs and advance them a chunk per transaction; how many were claimed."""
         now = self.clock.now()
         async with self.db.session() as session:
             ids = await FlowRuns(session).claim(
                 now=now, owner=self.owner, lease=self.lease, batch=batch
             )
             names: dict[int, str] = {}
-            customers: dict[int, int] = {}
             if ids:
                 rows = await session.execute(
-                    sa.select(
-                        col(FlowRun.id), col(FlowRun.flow_name), col(FlowRun.customer_id)
-                    ).where(col(FlowRun.id).in_(ids))
+                    sa.select(col(FlowRun.id), col(FlowRun.flow_name)).where(
+                        col(FlowRun.id).in_(ids)
+                    )
                 )
-                for run_id, name, customer_id in rows:
-                    names[int(run_id or 0)] = str(name)
-                    customers[int(run_id or 0)] = int(customer_id)
+                names = {int(run_id or 0): str(name) for run_id, name in rows}
 
         def priority(run_id: int) -> int:
             flow = self.flows.get(names.get(run_id, ""))
@@ -292,46 +297,92 @@ class FlowEngine:
 
         # When caps or quiet hours release several runs at once, the higher priority goes first.
         order = sorted(ids, key=lambda i: (-priority(i), i))
-        for start in range(0, len(order), FACTS_CHUNK):
-            chunk = order[start : start + FACTS_CHUNK]
-            async with self.db.session() as session:
-                facts = await load_facts(
-                    session, [customers[i] for i in chunk if i in customers], since=now - WEEK
-                )
-            for run_id in chunk:
-                await self._advance_one(run_id, now, facts)
+        for start in range(0, len(order), CHUNK):
+            await self._advance_chunk(order[start : start + CHUNK], now)
         return len(ids)
 
-    async def _advance_one(self, run_id: int, now: datetime, facts: Facts | None = None) -> None:
-        staged: list[Enqueued] = []
+    async def _advance_chunk(self, run_ids: Sequence[int], now: datetime) -> None:
+        """Advance the runs in one transaction; if that raises, each again in its own.
+
+        The chunk's work rolled back as one, so the redo repeats nothing; run by run,
+        the run that raises counts the error and the others go on as if nothing happened.
+        """
         try:
-            async with self.db.session() as session:
-                claimed = await FlowRuns(session).get_claimed(run_id, self.owner)
-                if claimed is None:
-                    return  # the lease ran out and another process took it
-                run, customer = claimed
-                known = None if facts is None else facts.take(run.customer_id)
-                staged = await self._advance(session, run, customer, now, known)
-                run.claimed_by = None
-                run.claimed_until = None
-                run.updated_at = now
+            staged = await self._advance_together(run_ids, now)
+        except Exception:
+            log.warning("flows.chunk_failed", extra={"runs": len(run_ids)}, exc_info=True)
+            for run_id in run_ids:
+                await self._advance_one(run_id, now)
+            return
+        await self.outbox.release(*staged)
+
+    async def _advance_one(self, run_id: int, now: datetime) -> None:
+        try:
+            staged = await self._advance_together([run_id], now)
         except Exception as exc:
             # Nothing of the attempt was kept (its transaction rolled back); try again later,
             # and give up with the error as the reason after a few tries.
             log.exception("flows.advance_failed", extra={"run": run_id})
-            async with self.db.session() as session:
-                failed = await session.get(FlowRun, run_id, populate_existing=True)
-                if failed is not None:
-                    errors = int(failed.context.get("_errors", 0)) + 1
-                    failed.context = {**failed.context, "_errors": errors}
-                    failed.claimed_by = failed.claimed_until = None
-                    if errors >= MAX_ERRORS:
-                        _end(failed, "failed", f"{type(exc).__name__}: {exc}", now)
-                    else:
-                        failed.next_at = now + timedelta(minutes=2**errors)
+            await self._count_error(run_id, exc, now)
             return
-        if staged:
-            await self.outbox.release(*staged)
+        await self.outbox.release(*staged)
+
+    async def _advance_together(self, run_ids: Sequence[int], now: datetime) -> list[Enqueued]:
+        """Advance the runs this process still holds in one transaction; what they staged.
+
+        Their customers' facts are read together, and those about to get their first
+        message get their conversation in one INSERT, before the runs go one by one.
+        """
+        async with self.db.session() as session:
+            claimed = await FlowRuns(session).claimed(run_ids, self.owner)
+            facts = await load_facts(
+                session, [run.customer_id for run, _ in claimed], since=now - WEEK
+            )
+            await open_conversations(
+                session, facts, await self._first_messages(session, claimed, facts)
+            )
+            staged: list[Enqueued] = []
+            for run, customer in claimed:
+                known = facts.take(run.customer_id)
+                staged += await self._advance(session, run, customer, now, known)
+                run.claimed_by = None
+                run.claimed_until = None
+                run.updated_at = now
+        return staged
+
+    async def _first_messages(
+        self,
+        session: AsyncSession,
+        claimed: Sequence[tuple[FlowRun, Customer | None]],
+        facts: Facts,
+    ) -> list[int]:
+        """Customers without a conversation whose run is about to send them something."""
+        customers: list[int] = []
+        for run, customer in claimed:
+            known = facts.peek(run.customer_id)
+            if known is None or known.conversation is not None or run.status != "active":
+                continue
+            flow = await self._version(session, run)
+            if flow is None or customer is None or not _reachable(customer):
+                continue
+            send = _next_send(flow, run)
+            if send is not None and self.cascade.may_send(customer, send, flow.purpose, known):
+                customers.append(run.customer_id)
+        return customers
+
+    async def _count_error(self, run_id: int, exc: Exception, now: datetime) -> None:
+        """One more failed attempt of the run: retry with backoff, or fail it for good."""
+        async with self.db.session() as session:
+            failed = await session.get(FlowRun, run_id, populate_existing=True)
+            if failed is None:
+                return
+            errors = int(failed.context.get("_errors", 0)) + 1
+            failed.context = {**failed.context, "_errors": errors}
+            failed.claimed_by = failed.claimed_until = None
+            if errors >= MAX_ERRORS:
+                _end(failed, "failed", f"{type(exc).__name__}: {exc}", now)
+            else:
+                failed.next_at = now + timedelta(minutes=2**errors)
 
     async def _advance(
         self,
@@ -471,6 +522,20 @@ def _end(run: FlowRun, status: str, reason: str, now: datetime) -> None:
     run.next_at = None
     run.pending = {}
     run.updated_at = now
+
+
+def _reachable(customer: Customer) -> bool:
+    """Whether the customer is still there to be sent anything (not erased or merged)."""
+    return customer.erased_at is None and customer.merged_into_id is None
+
+
+def _next_send(flow: Flow, run: FlowRun) -> Send | None:
+    """The send the run comes to now, past a wait that is over; None if it is not at one."""
+    pc = run.pc
+    if pc < len(flow.program) and run.pending.get("wait_pc") == pc:
+        pc += 1
+    instruction = flow.program[pc] if pc < len(flow.program) else None
+    return instruction if isinstance(instruction, Send) else None
 
 
 def _goal(goal: Goal, now: datetime) -> dict[str, Any]:

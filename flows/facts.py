@@ -2,12 +2,16 @@
 
 A send looks at the customer's tags, consents, identities, live conversation and
 recent marketing sends: five queries a run when each run reads its own. The
-engine reads them for a chunk of claimed runs in five queries, just before
-advancing that chunk, so they are at most a chunk's time old (the per-run reads
-were as stale at commit). A customer's facts serve only the first send of the
+engine reads them for a chunk of claimed runs in five queries, in the chunk's
+own transaction before it advances the runs. A customer's facts serve only the first send of the
 first run of that customer in the chunk (`take` hands them out once): whatever a
 send changes (a conversation created, one more send for the caps) is read afresh
 by the next.
+
+In that transaction the engine also gives the chunk's customers who are about
+to be sent something their first conversation in bulk (`open_conversations`),
+by `Conversations.open_for`'s rule: under the customers' row locks, look again
+and create only what is still missing.
 """
 
 from __future__ import annotations
@@ -20,17 +24,20 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from storage.conversations import lock_customers
 from storage.models import (
     Consent,
     Conversation,
+    ConversationMode,
     CustomerTag,
     Delivery,
     FlowRun,
     FlowStep,
     Identity,
+    utcnow,
 )
 
-__all__ = ["CustomerFacts", "Facts", "load_facts"]
+__all__ = ["CustomerFacts", "Facts", "load_facts", "open_conversations"]
 
 
 @dataclass(slots=True)
@@ -55,6 +62,10 @@ class Facts:
 
     def take(self, customer_id: int) -> CustomerFacts | None:
         return self._by_customer.pop(customer_id, None)
+
+    def peek(self, customer_id: int) -> CustomerFacts | None:
+        """The customer's facts without handing them out."""
+        return self._by_customer.get(customer_id)
 
 
 async def load_facts(
@@ -84,13 +95,8 @@ async def load_facts(
         .order_by(col(Identity.last_seen_at).desc().nulls_last(), col(Identity.id).desc())
     ):
         facts[identity.customer_id].identities.setdefault(identity.channel, []).append(identity)
-    for conversation_id, customer_id, mode in await session.execute(
-        sa.select(col(Conversation.id), col(Conversation.customer_id), col(Conversation.mode))
-        .where(col(Conversation.customer_id).in_(ids), col(Conversation.merged_into_id).is_(None))
-        .order_by(col(Conversation.id))
-    ):
-        if conversation_id is not None:
-            facts[customer_id].conversation = (conversation_id, mode)
+    for customer_id, conversation in (await _live_conversations(session, ids)).items():
+        facts[customer_id].conversation = conversation
     for customer_id, at in await session.execute(
         sa.select(col(FlowRun.customer_id), col(FlowStep.at))
         .join(FlowRun, col(FlowRun.id) == col(FlowStep.run_id))
@@ -104,3 +110,63 @@ async def load_facts(
     ):
         facts[customer_id].sent_times.append(at)
     return Facts(facts)
+
+
+async def open_conversations(
+    session: AsyncSession, facts: Facts, customer_ids: Sequence[int]
+) -> None:
+    """Make the live conversation of each of `customer_ids` that has none, in one INSERT.
+
+    `Conversations.open_for`'s rule for a batch: take the customers' row locks (so
+    a first message arriving at the same time cannot make a second one), look
+    again, create the missing. Their facts get the conversation.
+    """
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return
+    await lock_customers(session, ids)
+    found = await _live_conversations(session, ids)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        now = utcnow()
+        # executemany of plain rows: ORM objects would go one INSERT each on SQLite.
+        made = await session.execute(
+            sa.insert(Conversation).returning(
+                col(Conversation.id), col(Conversation.customer_id), col(Conversation.mode)
+            ),
+            [
+                {
+                    "customer_id": i,
+                    "mode": ConversationMode.bot,
+                    "dialog_state": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in missing
+            ],
+        )
+        for conversation_id, customer_id, mode in made:
+            assert conversation_id is not None
+            found[customer_id] = (conversation_id, mode)
+    for customer_id, live in found.items():
+        known = facts.peek(customer_id)
+        if known is not None:
+            known.conversation = live
+
+
+async def _live_conversations(
+    session: AsyncSession, customer_ids: Sequence[int]
+) -> dict[int, tuple[int, str]]:
+    """Each customer's live (newest unmerged) conversation: its id and mode."""
+    live: dict[int, tuple[int, str]] = {}
+    for conversation_id, customer_id, mode in await session.execute(
+        sa.select(col(Conversation.id), col(Conversation.customer_id), col(Conversation.mode))
+        .where(
+            col(Conversation.customer_id).in_(list(customer_ids)),
+            col(Conversation.merged_into_id).is_(None),
+        )
+        .order_by(col(Conversation.id))
+    ):
+        if conversation_id is not None:
+            live[customer_id] = (conversation_id, mode)
+    return live

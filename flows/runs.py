@@ -123,21 +123,25 @@ class FlowRuns:
             )
         return ids
 
-    async def get_claimed(self, run_id: int, owner: str) -> tuple[FlowRun, Customer | None] | None:
-        """The run, locked for this transaction, and its customer, if `owner` holds the claim.
+    async def claimed(
+        self, run_ids: Sequence[int], owner: str
+    ) -> list[tuple[FlowRun, Customer | None]]:
+        """Those of the runs `owner` holds, locked for this transaction, with their customers.
 
-        One query instead of two: the customer is read fresh with the run (None if gone).
+        One query for them all, in the order of `run_ids`: each customer is read
+        fresh with its run (None if gone).
         """
         query = (
             sa.select(FlowRun, Customer)
             .outerjoin(Customer, col(Customer.id) == col(FlowRun.customer_id))
-            .where(col(FlowRun.id) == run_id, col(FlowRun.claimed_by) == owner)
+            .where(col(FlowRun.id).in_(list(run_ids)), col(FlowRun.claimed_by) == owner)
+            .order_by(col(FlowRun.id))
         )
         if dialect_name(self.session) == "postgresql":
             query = query.with_for_update(of=FlowRun)
         result = await self.session.execute(query.execution_options(populate_existing=True))
-        row = result.first()
-        return None if row is None else (row[0], row[1])
+        found = {run.id: (run, customer) for run, customer in result}
+        return [found[i] for i in run_ids if i in found]
 
     async def of_customer(
         self,

@@ -6,11 +6,16 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
+from sqlmodel import col
+
 from flows.engine import split_variant
+from flows.facts import load_facts, open_conversations
 from flows.spec import Split
+from storage.conversations import Conversations
 from storage.db import Database
 from storage.events import Events
-from storage.models import CustomerTag
+from storage.models import Conversation, CustomerTag
 from tests.flows.engine_world import CART_FLOW, HOUR, cart_left_an_hour_ago, make_engine, make_world
 
 
@@ -300,3 +305,104 @@ async def test_a_step_that_keeps_raising_is_retried_then_fails_with_its_reason(
     assert run.end_reason is not None
     assert run.end_reason.startswith("SegmentError")
     assert await world.deliveries(ann) == []
+
+
+WELCOME_FLOW = """\
+name: welcome
+trigger: {event: signed_up}
+steps:
+  - wait: 1h
+  - send: {name: hello, template: offer, channels: [telegram]}
+"""
+# The welcome flow on its own event, with an `if` after the send whose segment cannot parse.
+POISONED_FLOW = (
+    WELCOME_FLOW.replace("welcome", "poisoned").replace("signed_up", "vip_signed_up")
+    + '  - if: {when: "tag = ", then: [{exit: true}]}\n'
+)
+
+
+async def test_a_run_that_raises_in_a_chunk_neither_loses_nor_doubles_the_others(
+    database: Database, tmp_path: Path
+) -> None:
+    world = await make_world(database, tmp_path, flows={"w": WELCOME_FLOW, "p": POISONED_FLOW})
+    people = [await world.customer(f"c{i}", telegram=str(6000 + i)) for i in range(6)]
+    for person in people[:3]:
+        await world.event(person, "signed_up")
+    # In the middle of the chunk, by id and priority alike.
+    poisoned = await world.customer("Пётр", telegram="6100")
+    await world.event(poisoned, "vip_signed_up")
+    for person in people[3:]:
+        await world.event(person, "signed_up")
+    await world.clock.advance(HOUR)
+    assert await world.engine.tick() == 7  # one chunk: every run was due at once
+    for person in people:
+        assert len(await world.deliveries(person)) == 1
+        [run] = await world.runs(person)
+        assert (run.status, run.claimed_by) == ("done", None)
+        assert "_errors" not in run.context
+    [run] = await world.runs(poisoned)
+    assert (run.status, run.context["_errors"], run.claimed_by) == ("active", 1, None)
+    assert await world.deliveries(poisoned) == []  # its send rolled back with its error
+    for minutes in (2, 4, 8, 16):
+        await world.advance(minutes * 60)
+    [run] = await world.runs(poisoned)
+    assert run.status == "failed"
+    assert (run.end_reason or "").startswith("SegmentError")
+    assert len(await world.deliveries()) == len(people)  # nobody got a second message
+
+
+async def test_first_messages_of_a_chunk_open_one_conversation_each(
+    database: Database, tmp_path: Path
+) -> None:
+    world = await make_world(database, tmp_path, flows={"w": WELCOME_FLOW})
+    talked = await world.customer("Анна", telegram="7001")
+    async with database.session() as session:
+        before = await Conversations(session).open_for(talked)
+    new = [await world.customer(f"c{i}", telegram=str(7100 + i)) for i in range(4)]
+    unreachable = await world.customer("Борис")  # no address on telegram
+    for person in [talked, *new, unreachable]:
+        await world.event(person, "signed_up")
+    await world.advance(HOUR)
+    conversations = await _conversations(database)
+    assert conversations[talked] == [before.id]  # the one she had
+    for person in new:
+        [conversation] = conversations[person]
+        assert [m.conversation_id for m in await world.messages(person)] == [conversation]
+    assert unreachable not in conversations  # nothing to say, no empty conversation
+
+
+async def test_bulk_conversations_wait_for_a_first_message_in_flight(
+    database: Database, tmp_path: Path
+) -> None:
+    world = await make_world(database, tmp_path)
+    ann = await world.customer("Анна")
+    people = [ann, *[await world.customer(f"c{i}") for i in range(3)]]
+
+    async def bulk() -> None:
+        async with database.session() as session:
+            facts = await load_facts(session, people, since=world.clock.now())
+            await open_conversations(session, facts, people)
+
+    async with database.session() as session:
+        # Her first message is making her conversation, not committed yet.
+        mine = await Conversations(session).open_for(ann)
+        racing = asyncio.create_task(bulk())
+        await asyncio.sleep(0.3)  # the engine's chunk gets as far as it can meanwhile
+    await racing
+    conversations = await _conversations(database)
+    assert conversations[ann] == [mine.id]
+    assert all(len(conversations[p]) == 1 for p in people)
+
+
+async def _conversations(database: Database) -> dict[int, list[int]]:
+    """Each customer's conversation ids."""
+    async with database.session() as session:
+        rows = await session.execute(
+            sa.select(col(Conversation.customer_id), col(Conversation.id)).order_by(
+                col(Conversation.id)
+            )
+        )
+        found: dict[int, list[int]] = {}
+        for customer_id, conversation_id in rows:
+            found.setdefault(customer_id, []).append(int(conversation_id or 0))
+        return found
