@@ -7,7 +7,7 @@ where the store says, and the engine never sends anything twice. Due runs are
 claimed in batches with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL, the one
 writer on SQLite) so several processes share the work.
 
-A chunk of claimed runs (`CHUNK`) advances in one transaction: on a small
+A chunk of claimed runs (`CHUNK` by default) advances in one transaction: on a small
 machine a transaction costs more than a run's own statements. If anything in the
 chunk raises, the whole chunk rolls back and each of its runs is advanced again
 in a transaction of its own, so a run that keeps failing counts its own errors
@@ -103,6 +103,7 @@ class FlowEngine:
         poll_s: float = 5.0,
         lease: timedelta = timedelta(minutes=2),
         batch: int = 500,
+        chunk: int = CHUNK,
     ) -> None:
         self.db = db
         self.outbox = outbox
@@ -113,6 +114,7 @@ class FlowEngine:
         self.poll_s = poll_s
         self.lease = lease
         self.batch = batch
+        self.chunk = chunk
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._versions: dict[tuple[str, str], Flow] = {}
         self._saved: set[tuple[str, str]] = set()
@@ -297,8 +299,8 @@ class FlowEngine:
 
         # When caps or quiet hours release several runs at once, the higher priority goes first.
         order = sorted(ids, key=lambda i: (-priority(i), i))
-        for start in range(0, len(order), CHUNK):
-            await self._advance_chunk(order[start : start + CHUNK], now)
+        for start in range(0, len(order), self.chunk):
+            await self._advance_chunk(order[start : start + self.chunk], now)
         return len(ids)
 
     async def _advance_chunk(self, run_ids: Sequence[int], now: datetime) -> None:

@@ -23,6 +23,7 @@ from gateway.api import setup_api
 from gateway.api.broadcasts import BROADCASTS
 from gateway.app import App
 from gateway.config import load_settings
+from gateway.outbox import Enqueued
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import Broadcast, Customer, CustomerTag, Delivery, FlowRun
@@ -250,6 +251,71 @@ async def test_cancel_ends_live_runs_and_withdraws_queued_messages(
 
     with pytest.raises(BroadcastError, match="cancelled; cannot resume"):
         await broadcasts.resume(broadcast.id)
+
+
+async def between_chunks(
+    db: Database, root: Path, action: Callable[[Broadcasts, int], Awaitable[object]]
+) -> tuple[World, Broadcasts, int, list[int]]:
+    """The promo broadcast planned for the VIPs, its id; the engine advances chunks of 5
+    runs, and `action` runs once the first chunk of its next tick has committed and
+    released its messages, while that tick still holds the rest of the claimed runs."""
+    world, _, broadcasts, vips = await shop(db, root)
+    broadcast = await broadcasts.create(flow="promo")
+    assert broadcast.id is not None
+    await broadcasts.plan(broadcast.id)
+    world.engine.chunk = 5
+    release = world.outbox.release
+    done = False
+
+    async def then_act(*staged: Enqueued) -> None:
+        nonlocal done
+        await release(*staged)
+        if not done:
+            done = True
+            await action(broadcasts, broadcast.id or 0)
+
+    world.outbox.release = then_act  # type: ignore[method-assign]
+    return world, broadcasts, broadcast.id, vips
+
+
+async def test_a_pause_between_chunks_of_one_tick_holds_the_rest(
+    database: Database, tmp_path: Path
+) -> None:
+    world, broadcasts, broadcast_id, vips = await between_chunks(
+        database, tmp_path, Broadcasts.pause
+    )
+    assert await world.engine.tick() == VIP  # claimed them all, advanced the first chunk only
+    assert len(await deliveries(database)) == 5
+    progress = await broadcasts.progress(broadcast_id)
+    assert progress is not None
+    assert (progress.status, progress.sent, progress.pending) == ("paused", 5, VIP - 5)
+    await world.advance(3600)
+    assert len(await deliveries(database)) == 5
+
+    await broadcasts.resume(broadcast_id)
+    await world.engine.tick()
+    sent = await deliveries(database)
+    assert sorted(d.customer_id for d in sent) == sorted(vips)  # everyone once, late not lost
+    progress = await broadcasts.progress(broadcast_id)
+    assert progress is not None
+    assert (progress.sent, progress.pending, progress.deliveries) == (VIP, 0, {"queued": VIP})
+
+
+async def test_a_cancel_between_chunks_of_one_tick_sends_nothing_more(
+    database: Database, tmp_path: Path
+) -> None:
+    world, broadcasts, broadcast_id, _ = await between_chunks(database, tmp_path, Broadcasts.cancel)
+    await world.engine.tick()
+    reason = f"broadcast {broadcast_id} cancelled"
+    withdrawn = await deliveries(database)
+    assert [(d.status, d.error) for d in withdrawn] == [("failed", reason)] * 5
+    runs = await runs_of(database, broadcast_id)
+    assert [r.status for r in runs].count("cancelled") == VIP - 5
+    await world.advance(3600)
+    assert len(await deliveries(database)) == 5
+    progress = await broadcasts.progress(broadcast_id)
+    assert progress is not None
+    assert (progress.status, progress.sent, progress.pending) == ("cancelled", 5, 0)
 
 
 async def test_done_once_every_run_has_ended(database: Database, tmp_path: Path) -> None:
