@@ -31,6 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from gateway.broker import Broker, Job, Subscription
@@ -100,7 +101,7 @@ class Outbox:
         now: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
-        workers: int = 4,
+        workers: int = 64,
         queue: str = QUEUE,
         send_timeout_s: float = 30.0,
         sending_timeout_s: float = 120.0,
@@ -133,8 +134,8 @@ class Outbox:
         self._block_s = block_s
         self._grace_s = grace_s
         self._name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._workers: dict[int, asyncio.Task[None]] = {}
-        self._busy: set[int] = set()
+        self._consumer: asyncio.Task[None] | None = None
+        self._handling: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
         self._subscription: Subscription | None = None
         self._waiters: dict[int, set[asyncio.Event]] = {}
@@ -321,57 +322,68 @@ class Outbox:
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Re-queue what a previous run left, then start the workers."""
+        """Re-queue what a previous run left, then start taking jobs."""
         self._stopping = False
         self._subscription = await self.broker.subscribe(SETTLED_CHANNEL)
         self._background.append(asyncio.create_task(self._listen(self._subscription)))
         await self.recover()
-        for index in range(self._worker_count):
-            self._workers[index] = asyncio.create_task(self._work(index))
+        self._consumer = asyncio.create_task(self._work())
         self._background.append(asyncio.create_task(self._recover_periodically()))
         log.info("outbox.started", extra={"workers": self._worker_count, "worker_name": self._name})
 
     async def aclose(self) -> None:
         """Stop taking jobs, let sends in flight finish (up to `grace_s`), then stop."""
         self._stopping = True
-        for index, task in self._workers.items():
-            if index not in self._busy:
-                task.cancel()
-        tasks = list(self._workers.values())
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=self._grace_s)
+        if self._consumer is not None:
+            # Jobs it took and had not handed out stay unacked: the broker redelivers them.
+            self._consumer.cancel()
+            await asyncio.gather(self._consumer, return_exceptions=True)
+            self._consumer = None
+        handling = list(self._handling)
+        if handling:
+            _, late = await asyncio.wait(handling, timeout=self._grace_s)
             for task in late:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*handling, return_exceptions=True)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self._subscription is not None:
             await self._subscription.aclose()
             self._subscription = None
-        self._workers.clear()
         self._background.clear()
 
-    async def _work(self, index: int) -> None:
-        consumer = f"{self._name}-{index}"
+    async def _work(self) -> None:
+        """Take jobs while fewer than `workers` are being handled, each in a task of its own.
+
+        Different chats' sends overlap (a send mostly waits on the platform); one
+        chat's order is kept by the store (`_chat_head`), not by this loop.
+        """
+        consumer = f"{self._name}-0"
         while not self._stopping:
+            room = self._worker_count - len(self._handling)
+            if room <= 0:
+                await asyncio.wait(self._handling, return_when=asyncio.FIRST_COMPLETED)
+                continue
             try:
                 jobs = await self.broker.consume(
-                    self._queue, consumer, count=1, block_s=self._block_s
+                    self._queue, consumer, count=room, block_s=self._block_s
                 )
             except Exception:
                 log.warning("outbox.consume_failed", exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
             for job in jobs:
-                self._busy.add(index)
-                try:
-                    await self._handle(job)
-                except Exception:
-                    # Unacked: the broker hands the job out again after its timeout.
-                    log.exception("outbox.dispatch_failed", extra={"job": job.payload})
-                finally:
-                    self._busy.discard(index)
+                task = asyncio.create_task(self._handle_logged(job))
+                self._handling.add(task)
+                task.add_done_callback(self._handling.discard)
+
+    async def _handle_logged(self, job: Job) -> None:
+        try:
+            await self._handle(job)
+        except Exception:
+            # Unacked: the broker hands the job out again after its timeout.
+            log.exception("outbox.dispatch_failed", extra={"job": job.payload})
 
     async def _handle(self, job: Job) -> None:
         try:
@@ -465,40 +477,37 @@ class Outbox:
 
         Returns (None, seconds) when it is not due yet, (None, None) when it is not
         this call's to send: settled, in flight elsewhere, or behind an earlier one.
+        Claims of concurrent sends share a commit (Database.batched).
         """
         now = self._now()
-        async with self.db.session() as session:
-            row = await session.get(Delivery, delivery_id, populate_existing=True)
-            if row is None:
-                log.warning("outbox.unknown_delivery", extra={"delivery_id": delivery_id})
-                return None, None
-            if row.status != DeliveryStatus.queued:
-                return None, None  # settled, or in flight elsewhere: a duplicate job
-            if row.next_attempt_at is not None and row.next_attempt_at > now + _EARLY_OK:
-                return None, (row.next_attempt_at - now).total_seconds()
-            if await _chat_head(session, row) != row.id:
-                return None, None  # an earlier message to this chat goes first; it queues this
-            result = await session.execute(
+
+        async def unit(session: AsyncSession) -> tuple[Delivery | None, float | None]:
+            # One compare-and-set does it all in the usual case; the reasons are
+            # looked up only when it claimed nothing.
+            claimed = await session.scalar(
                 sa.update(Delivery)
                 .where(
                     col(Delivery.id) == delivery_id,
                     col(Delivery.status) == DeliveryStatus.queued,
+                    sa.or_(
+                        col(Delivery.next_attempt_at).is_(None),
+                        col(Delivery.next_attempt_at) <= now + _EARLY_OK,
+                    ),
+                    col(Delivery.id) == _head_of_chat(),
                 )
                 .values(
                     status=DeliveryStatus.sending,
                     attempts=col(Delivery.attempts) + 1,
                     updated_at=now,
                 )
-                .execution_options(synchronize_session=False)
+                .returning(Delivery)
+                .execution_options(synchronize_session=False, populate_existing=True)
             )
-            if getattr(result, "rowcount", 0) != 1:
-                return None, None  # another sender won
-            # The UPDATE above already wrote these: detach first so the ORM doesn't again.
-            session.expunge(row)
-            row.status = DeliveryStatus.sending
-            row.attempts += 1
-            row.updated_at = now
-            return row, None
+            if claimed is not None:
+                return claimed, None
+            return None, await _not_claimed(session, delivery_id, now)
+
+        return await self.db.batched(unit)
 
     async def _take_tokens(self, row: Delivery) -> float | None:
         """None once every bucket gave a token; else how long to come back after."""
@@ -642,12 +651,17 @@ class Outbox:
     async def _update(
         self, row: Delivery, *, unreachable_identity: int | None = None, **values: Any
     ) -> int | None:
-        """Record an outcome; returns the chat's next delivery, found in the same transaction."""
-        async with self.db.session() as session:
+        """Record an outcome; returns the chat's next delivery, found in the same transaction.
+
+        Outcomes of concurrent sends share a commit (Database.batched).
+        """
+        now = self._now()
+
+        async def unit(session: AsyncSession) -> int | None:
             await session.execute(
                 sa.update(Delivery)
                 .where(col(Delivery.id) == row.id)
-                .values(updated_at=self._now(), **values)
+                .values(updated_at=now, **values)
                 .execution_options(synchronize_session=False)
             )
             if unreachable_identity is not None:
@@ -656,6 +670,8 @@ class Outbox:
                         unreachable_identity, str(values.get("error") or "failed")
                     )
             return await _chat_head(session, row)
+
+        return await self.db.batched(unit)
 
     async def _settled(self, row: Delivery, successor: int | None) -> None:
         """Tell waiters, then queue the chat's next delivery."""
@@ -749,6 +765,38 @@ def _outbound(row: Delivery) -> Outbound:
         attachments=tuple(Attachment(**a) for a in payload.get("attachments", ())),
         purpose=row.purpose,
         meta=payload.get("meta", {}),
+    )
+
+
+async def _not_claimed(session: AsyncSession, delivery_id: int, now: datetime) -> float | None:
+    """Why a claim failed: seconds until it is due, or None when it is not ours to send.
+
+    Not ours: unknown, settled, in flight elsewhere (a duplicate job), or behind an
+    earlier message to the chat (which queues it when it settles).
+    """
+    row = await session.get(Delivery, delivery_id, populate_existing=True)
+    if row is None:
+        log.warning("outbox.unknown_delivery", extra={"delivery_id": delivery_id})
+        return None
+    if row.status != DeliveryStatus.queued or row.next_attempt_at is None:
+        return None
+    if row.next_attempt_at > now + _EARLY_OK:
+        return (row.next_attempt_at - now).total_seconds()
+    return None
+
+
+def _head_of_chat() -> sa.ScalarSelect[Any]:
+    """The oldest pending delivery to the chat of the row an UPDATE looks at."""
+    other = aliased(Delivery)
+    return (
+        sa.select(sa.func.min(col(other.id)))
+        .where(
+            col(other.channel) == col(Delivery.channel),
+            col(other.account) == col(Delivery.account),
+            col(other.address) == col(Delivery.address),
+            col(other.status).in_(PENDING),
+        )
+        .scalar_subquery()
     )
 
 

@@ -186,52 +186,69 @@ class Router:
     async def first_seen(self, source: str, key: str) -> bool:
         """Remember an update key for a week; True the first time it is offered."""
         now = self.clock.now()
-        async with self.db.session() as session:
+
+        async def unit(session: AsyncSession) -> bool:
             inserted = await _insert_seen(session, source, key, now)
             if inserted and int(now.timestamp()) % 97 == 0:
                 # Pruning now and then keeps the table to about one window's worth.
                 await session.execute(
                     sa.delete(SeenUpdate).where(col(SeenUpdate.seen_at) < now - SEEN_WINDOW)
                 )
-        return inserted
+            return inserted
+
+        return await self.db.batched(unit)
 
     async def inbound(self, message: Inbound) -> None:
         """Store what arrived and answer it; the bot's reply commits with the message.
 
         One transaction holds the customer's message, the dialog's new state and
         the reply, so a crash never leaves a stored message unanswered (the
-        platform's resend finds it stored and nothing is doubled).
+        platform's resend finds it stored and nothing is doubled). Concurrent
+        messages share that transaction's commit (Database.batched).
         """
-        staged: list[Enqueued] = []
-        async with self.db.session() as session:
-            stored = await self._store(session, message)
-            if stored is None:
-                return
-            arrival, conversation, customer = stored
-            if self._linker is not None:
-                staged.extend(
-                    await self._linker.notify(
-                        session, arrival.link, arrival.reply_target(), arrival.mode
-                    )
-                )
-            for hook in self._stored_hooks:
-                staged.extend(await hook(session, arrival))
-            keyword = message.meta.get("sms_keyword") or await stop_command(
-                session, message, arrival.customer_id
-            )
-            # Out-of-office replies and the like are stored, never answered.
-            answering = arrival.mode == ConversationMode.bot and not message.auto_reply
-            if arrival.link is not None and arrival.link.answered:
-                answering = False  # a code typed back: linking has answered it
-            if keyword in KEYWORD_REPLIES and self._outbox is not None:
-                # STOP/START work whoever owns the conversation, and are always confirmed.
-                staged.append(await self._opt(session, arrival, str(keyword)))
-            elif self._bot is not None and answering:
-                staged.extend(await self._bot.answer(session, arrival, conversation, customer))
+
+        async def unit(session: AsyncSession) -> tuple[Arrival, list[Enqueued]] | None:
+            return await self._handle(session, message)
+
+        handled = await self.db.batched(unit)
+        if handled is None:
+            return
+        arrival, staged = handled
         releaser = self._outbox or self._bot
         if staged and releaser is not None:
             await releaser.release(*staged)
         await self.dispatch(arrival)
+
+    async def _handle(
+        self, session: AsyncSession, message: Inbound
+    ) -> tuple[Arrival, list[Enqueued]] | None:
+        """Store the message and stage every answer to it; None for one stored before."""
+        stored = await self._store(session, message)
+        if stored is None:
+            return None
+        arrival, conversation, customer = stored
+        staged: list[Enqueued] = []
+        if self._linker is not None:
+            staged.extend(
+                await self._linker.notify(
+                    session, arrival.link, arrival.reply_target(), arrival.mode
+                )
+            )
+        for hook in self._stored_hooks:
+            staged.extend(await hook(session, arrival))
+        keyword = message.meta.get("sms_keyword") or await stop_command(
+            session, message, arrival.customer_id
+        )
+        # Out-of-office replies and the like are stored, never answered.
+        answering = arrival.mode == ConversationMode.bot and not message.auto_reply
+        if arrival.link is not None and arrival.link.answered:
+            answering = False  # a code typed back: linking has answered it
+        if keyword in KEYWORD_REPLIES and self._outbox is not None:
+            # STOP/START work whoever owns the conversation, and are always confirmed.
+            staged.append(await self._opt(session, arrival, str(keyword)))
+        elif self._bot is not None and answering:
+            staged.extend(await self._bot.answer(session, arrival, conversation, customer))
+        return arrival, staged
 
     async def _opt(self, session: AsyncSession, arrival: Arrival, keyword: str) -> Enqueued:
         """STOP withdraws marketing consent on the channel, START restores it; confirmed."""
@@ -250,9 +267,7 @@ class Router:
         reply = KEYWORD_REPLIES[keyword]
         if inbound.channel in COMMAND_CHANNELS:
             # /stop and /start in a messenger cover transactional messages too.
-            reply = await apply_stop_command(
-                session, arrival.customer_id, inbound.channel, keyword
-            )
+            reply = await apply_stop_command(session, arrival.customer_id, inbound.channel, keyword)
         return await self._outbox.stage(
             session,
             arrival.reply_target(),
