@@ -18,7 +18,7 @@ a crash either loses both or keeps both, and nothing is sent twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -116,12 +116,15 @@ class Cascade:
         *,
         tracking: ClickTracking | None = None,
         check_every: timedelta = timedelta(minutes=5),
+        outranking: Callable[[Flow], Sequence[str]] = lambda flow: (),
     ) -> None:
         self.outbox = outbox
         self.templates = templates
         self.policies = policies
         self.tracking = tracking
         self.check_every = check_every
+        # The flows of a higher priority than a given one (the caps keep them a slot).
+        self.outranking = outranking
 
     async def step(
         self,
@@ -175,6 +178,7 @@ class Cascade:
                 purpose=flow.purpose,
                 now=now,
                 facts=facts,
+                outranked_by=self.outranking(flow),
             )
             if verdict.outcome == "skipped":
                 await runs.record(

@@ -110,7 +110,9 @@ class FlowEngine:
         self.flows = flows
         self.clock = clock
         self.policies = policies
-        self.cascade = Cascade(outbox, flows.templates, policies, tracking=tracking)
+        self.cascade = Cascade(
+            outbox, flows.templates, policies, tracking=tracking, outranking=self._outranking
+        )
         self.poll_s = poll_s
         self.lease = lease
         self.batch = batch
@@ -497,6 +499,14 @@ class FlowEngine:
     ) -> tuple[datetime | None, str]:
         context = {"event": run.context.get("event", {}), "customer": _customer_json(customer)}
         return wait_until(wait, context, self.policies.zone(customer), now)
+
+    def _outranking(self, flow: Flow) -> list[str]:
+        """The marketing flows of a higher priority than `flow` (current files)."""
+        return [
+            other.name
+            for other in self.flows.flows.values()
+            if other.purpose == "marketing" and other.priority > flow.priority
+        ]
 
     # ------------------------------------------------------------ versions
 

@@ -75,10 +75,12 @@ class Policies:
         purpose: str,
         now: datetime,
         facts: CustomerFacts | None = None,
+        outranked_by: Sequence[str] = (),
     ) -> Verdict:
         """The verdict for one message of `purpose` to `customer` on `channel` at `now`.
 
-        `facts`, read for a chunk of runs beforehand, stand in for this customer's queries.
+        `facts`, read for a chunk of runs beforehand, stand in for this customer's queries;
+        `outranked_by` are the flows whose runs the caps keep a last slot for.
         """
         assert customer.id is not None
         if facts is None:
@@ -111,7 +113,9 @@ class Policies:
                 allowed_at,
             )
         times = None if facts is None else facts.sent_times
-        hit = await self.caps.check(session, customer.id, now, zone, times=times)
+        hit = await self.caps.check(
+            session, customer.id, now, zone, times=times, outranked_by=outranked_by
+        )
         if hit is not None:
             return Verdict("capped", hit.reason, hit.until)
         return OK

@@ -91,6 +91,54 @@ async def test_a_daily_cap_postpones_and_priority_decides_who_gets_the_slot(
     assert len(await world.deliveries(ann)) == 2
 
 
+async def promo_cart_promo(database: Database, tmp_path: Path, cart_flow: str) -> tuple[World, int]:
+    """Two marketing messages a day; at 15:00 in Moscow Анна gets a promo, leaves a cart
+    (the nudge, priority 80, waits its hour), and a second promo (priority 10) is due."""
+    world = await make_world(
+        database,
+        tmp_path,
+        flows={"promo": PROMO_FLOW, "abandoned_cart": cart_flow},
+        caps=Caps(per_day=2, per_week=None),
+    )
+    ann = await world.customer(telegram="1001", timezone="Europe/Moscow")
+    await world.event(ann, "promo")
+    await world.event(ann, "cart_abandoned", {"cart_id": "c-1"})
+    await world.event(ann, "promo")
+    return world, ann
+
+
+async def sent_flows(world: World, customer_id: int) -> list[str]:
+    return [d.payload["meta"]["flow"] for d in await world.deliveries(customer_id)]
+
+
+async def test_a_promo_leaves_the_days_last_slot_to_a_cart_nudge_due_today(
+    database: Database, tmp_path: Path
+) -> None:
+    world, ann = await promo_cart_promo(database, tmp_path, CART_FLOW)
+    assert await sent_flows(world, ann) == ["promo"]
+    kept = [s for s in await world.steps(ann) if s.flow_name == "promo"][-1]
+    assert kept.outcome == "capped"
+    assert "kept for a higher-priority flow" in (kept.reason or "")
+    await world.advance(HOUR)  # 16:00: the nudge takes the day's last slot
+    await world.advance(60)
+    assert await sent_flows(world, ann) == ["promo", "abandoned_cart"]
+    capped = [s for s in await world.steps(ann) if s.flow_name == "promo"][-1]
+    assert "daily cap" in (capped.reason or "")
+    await world.advance(24 * HOUR)  # tomorrow the second promo goes
+    assert await sent_flows(world, ann) == ["promo", "abandoned_cart", "promo"]
+
+
+async def test_a_nudge_due_after_the_day_does_not_hold_its_last_slot(
+    database: Database, tmp_path: Path
+) -> None:
+    world, ann = await promo_cart_promo(
+        database,
+        tmp_path,
+        CART_FLOW.replace("wait: 1h", "wait: 12h"),  # 03:00 tomorrow
+    )
+    assert await sent_flows(world, ann) == ["promo", "promo"]
+
+
 async def test_a_cap_with_outcome_skip_drops_the_step_with_its_reason(
     database: Database, tmp_path: Path
 ) -> None:
