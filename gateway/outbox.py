@@ -31,7 +31,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from gateway.broker import Broker, Job, Subscription
@@ -484,27 +483,13 @@ class Outbox:
         async def unit(session: AsyncSession) -> tuple[Delivery | None, float | None]:
             # One compare-and-set does it all in the usual case; the reasons are
             # looked up only when it claimed nothing.
-            claimed = await session.scalar(
-                sa.update(Delivery)
-                .where(
-                    col(Delivery.id) == delivery_id,
-                    col(Delivery.status) == DeliveryStatus.queued,
-                    sa.or_(
-                        col(Delivery.next_attempt_at).is_(None),
-                        col(Delivery.next_attempt_at) <= now + _EARLY_OK,
-                    ),
-                    col(Delivery.id) == _head_of_chat(),
+            claimed = (
+                await session.execute(
+                    _CLAIM, {"claim_id": delivery_id, "due_by": now + _EARLY_OK, "claimed_at": now}
                 )
-                .values(
-                    status=DeliveryStatus.sending,
-                    attempts=col(Delivery.attempts) + 1,
-                    updated_at=now,
-                )
-                .returning(Delivery)
-                .execution_options(synchronize_session=False, populate_existing=True)
-            )
+            ).first()
             if claimed is not None:
-                return claimed, None
+                return Delivery(**claimed._asdict()), None
             return None, await _not_claimed(session, delivery_id, now)
 
         return await self.db.batched(unit)
@@ -785,19 +770,44 @@ async def _not_claimed(session: AsyncSession, delivery_id: int, now: datetime) -
     return None
 
 
-def _head_of_chat() -> sa.ScalarSelect[Any]:
-    """The oldest pending delivery to the chat of the row an UPDATE looks at."""
-    other = aliased(Delivery)
-    return (
-        sa.select(sa.func.min(col(other.id)))
+def _claim_statement() -> sa.Update:
+    """UPDATE … RETURNING: the delivery, if queued, due and its chat's head, now `sending`.
+
+    Built once: constructing a statement costs more than running it here.
+    """
+    table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+    other = table.alias("other")
+    head = (
+        sa.select(sa.func.min(other.c.id))
         .where(
-            col(other.channel) == col(Delivery.channel),
-            col(other.account) == col(Delivery.account),
-            col(other.address) == col(Delivery.address),
-            col(other.status).in_(PENDING),
+            other.c.channel == table.c.channel,
+            other.c.account == table.c.account,
+            other.c.address == table.c.address,
+            other.c.status.in_(PENDING),
         )
         .scalar_subquery()
     )
+    return (
+        sa.update(table)
+        .where(
+            table.c.id == sa.bindparam("claim_id"),
+            table.c.status == DeliveryStatus.queued.value,
+            sa.or_(
+                table.c.next_attempt_at.is_(None),
+                table.c.next_attempt_at <= sa.bindparam("due_by"),
+            ),
+            table.c.id == head,
+        )
+        .values(
+            status=DeliveryStatus.sending.value,
+            attempts=table.c.attempts + 1,
+            updated_at=sa.bindparam("claimed_at"),
+        )
+        .returning(*table.c)
+    )
+
+
+_CLAIM = _claim_statement()
 
 
 async def _chat_head(session: AsyncSession, row: Delivery) -> int | None:

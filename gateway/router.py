@@ -305,8 +305,10 @@ class Router:
             await identities.mark_reachable(identity.id)
         conversations = Conversations(session)
         # A channel's proof (an email's signed reply token) may name the conversation.
+        # Locked: another message of this customer waits until this one is answered,
+        # so the dialog reads the state the previous answer left.
         conversation = await _named(conversations, message) or await conversations.open_for(
-            customer.id
+            customer.id, lock=True
         )
         assert conversation.id is not None
         stored, created = await Messages(session).append(
@@ -497,7 +499,9 @@ async def _named(conversations: Conversations, message: Inbound) -> Conversation
     for _ in range(8):
         if not isinstance(wanted, int) or isinstance(wanted, bool):
             return None
-        found = await conversations.session.get(Conversation, wanted)
+        found = await conversations.session.get(
+            Conversation, wanted, with_for_update=True, populate_existing=True
+        )
         if found is None or found.merged_into_id is None:
             return found
         wanted = found.merged_into_id

@@ -37,8 +37,12 @@ class Conversations:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def open_for(self, customer_id: int) -> Conversation:
+    async def open_for(self, customer_id: int, *, lock: bool = False) -> Conversation:
         """The customer's conversation (of their survivor, if merged), created if none.
+
+        With `lock`, the row is read with FOR UPDATE (PostgreSQL; SQLite's one
+        writer needs none): held until the transaction ends and read as the last
+        writer left it, for a caller about to move the dialog on.
 
         A closed conversation comes back as it is: the caller decides to reopen.
         Two first messages at once must not make two conversations, so creation
@@ -46,13 +50,13 @@ class Conversations:
         PostgreSQL, and on SQLite a no-op UPDATE, which takes the database's one
         write lock before we look again.
         """
-        found = await self._live(customer_id)
+        found = await self._live(customer_id, lock=lock)
         if found is not None:
             return found
         customer = await Customers(self.session).get(customer_id)
         assert customer.id is not None
         await lock_customers(self.session, [customer.id])
-        found = await self._live(customer.id)
+        found = await self._live(customer.id, lock=lock)
         if found is not None:
             return found
         now = utcnow()
@@ -70,10 +74,17 @@ class Conversations:
         return conversation
 
     async def update(self, conversation: Conversation, **fields: Any) -> Conversation:
-        """Set `fields` (names of Conversation columns) and touch updated_at."""
-        for name, value in fields.items():
+        """Set `fields` (names of Conversation columns) and touch updated_at.
+
+        Setting what is there already writes nothing: the dialog saves its state
+        after every message, and most messages leave it as it was.
+        """
+        for name in fields:
             if name in {"id", "created_at"} or name not in Conversation.model_fields:
                 raise ValueError(f"{name!r} is not a conversation field one can set")
+        if all(getattr(conversation, name) == value for name, value in fields.items()):
+            return conversation
+        for name, value in fields.items():
             setattr(conversation, name, value)
         conversation.updated_at = utcnow()
         await self.session.flush()
@@ -158,8 +169,8 @@ class Conversations:
         )
         return list(await self.session.scalars(stmt))
 
-    async def _live(self, customer_id: int) -> Conversation | None:
-        result = await self.session.scalars(
+    async def _live(self, customer_id: int, *, lock: bool = False) -> Conversation | None:
+        stmt = (
             sa.select(Conversation)
             .where(
                 col(Conversation.customer_id) == customer_id,
@@ -169,7 +180,9 @@ class Conversations:
             .limit(1)
             .execution_options(populate_existing=True)
         )
-        return result.first()
+        if lock:
+            stmt = stmt.with_for_update()
+        return (await self.session.scalars(stmt)).first()
 
 
 async def lock_customers(session: AsyncSession, customer_ids: list[int]) -> None:

@@ -35,22 +35,32 @@ class Identities:
         when no other customer holds it: writing from an address is not proof
         enough to join someone else's profile (linking does that, on proof).
         """
-        identity = await self._find(channel, account, address)
-        created = False
-        if identity is None:
-            identity = await self._create(channel, account, address, display_name, username)
-            created = identity is not None
-            if identity is None:  # a concurrent first contact won the race
-                identity = await self._find(channel, account, address)
-                if identity is None:
-                    raise NotFound("identity", f"{channel}:{account}:{address}")
-        if not created:
+        found = await self._find_with_customer(channel, account, address)
+        if found is not None:
+            identity, customer = found
             identity.last_seen_at = utcnow()
             if display_name and display_name != identity.display_name:
                 identity.display_name = display_name
             if username and username != identity.username:
                 identity.username = username
             await self.session.flush()
+            return identity, customer, False
+        return await self._first_contact(channel, account, address, display_name, username)
+
+    async def _first_contact(
+        self,
+        channel: str,
+        account: str,
+        address: str,
+        display_name: str | None,
+        username: str | None,
+    ) -> tuple[Identity, Customer, bool]:
+        identity = await self._create(channel, account, address, display_name, username)
+        created = identity is not None
+        if identity is None:  # a concurrent first contact won the race
+            identity = await self._find(channel, account, address)
+            if identity is None:
+                raise NotFound("identity", f"{channel}:{account}:{address}")
         customer = await self.session.get(Customer, identity.customer_id)
         if customer is None:
             raise NotFound("customer", identity.customer_id)
@@ -93,6 +103,23 @@ class Identities:
         identity.customer_id = customer_id
         await self.session.flush()
         return identity
+
+    async def _find_with_customer(
+        self, channel: str, account: str, address: str
+    ) -> tuple[Identity, Customer] | None:
+        """The identity and its customer in one query: every inbound message asks."""
+        result = await self.session.execute(
+            sa.select(Identity, Customer)
+            .join(Customer, col(Customer.id) == col(Identity.customer_id))
+            .where(
+                col(Identity.channel) == channel,
+                col(Identity.account) == account,
+                col(Identity.address) == address,
+            )
+            .execution_options(populate_existing=True)
+        )
+        row = result.first()
+        return None if row is None else (row[0], row[1])
 
     async def _find(self, channel: str, account: str, address: str) -> Identity | None:
         result = await self.session.scalars(

@@ -111,15 +111,15 @@ class Messages:
     async def _append_chunk(self, news: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
         now = utcnow()
         rows = [_row(new, now) for new in news]
+        # Core, not an ORM bulk INSERT: a message is inserted for every one that
+        # arrives or leaves, and the ORM's bookkeeping cost more than the INSERT.
         stmt = (
-            insert(self.session, Message)
+            insert(self.session, _MESSAGE)
             .values(rows if len(rows) > 1 else rows[0])
             .on_conflict_do_nothing(index_elements=["channel", "account", "external_id"])
-            .returning(Message)
+            .returning(*_MESSAGE.c)
         )
-        inserted = list(
-            await self.session.scalars(stmt, execution_options={"populate_existing": True})
-        )
+        inserted = [Message(**row._asdict()) for row in await self.session.execute(stmt)]
         # Ids are handed out in VALUES order, so the inserted rows sorted by id
         # line up with the inputs that were not already stored.
         inserted.sort(key=lambda m: m.id or 0)
@@ -160,23 +160,39 @@ class Messages:
             if m.direction == Direction.inbound:
                 latest_in[m.conversation_id] = m
         for conversation_id, m in sorted(latest.items()):
-            last_at = col(Conversation.last_message_at)
-            when = sa.literal(m.sent_at, UTCDateTime())
-            newer = sa.or_(last_at.is_(None), last_at <= when)
-            values: dict[str, Any] = {
-                "last_message_at": sa.case((newer, when), else_=last_at),
-                "last_channel": sa.case((newer, m.channel), else_=col(Conversation.last_channel)),
-                "updated_at": utcnow(),
-            }
             inbound = latest_in.get(conversation_id)
-            if inbound is not None:
-                values["last_inbound_channel"] = inbound.channel
             await self.session.execute(
-                sa.update(Conversation)
-                .where(col(Conversation.id) == conversation_id)
-                .values(values)
-                .execution_options(synchronize_session=False)
+                _TOUCH if inbound is None else _TOUCH_INBOUND,
+                {
+                    "touched_id": conversation_id,
+                    "at": m.sent_at,
+                    "channel": m.channel,
+                    "touched_at": utcnow(),
+                    "inbound_channel": inbound.channel if inbound is not None else None,
+                },
             )
+
+
+def _touch(*, inbound: bool) -> sa.Update:
+    """Move a conversation's last message forward, never back (built once; see _TOUCH)."""
+    table = _CONVERSATION
+    when = sa.bindparam("at", type_=UTCDateTime())
+    newer = sa.or_(table.c.last_message_at.is_(None), table.c.last_message_at <= when)
+    values: dict[str, Any] = {
+        "last_message_at": sa.case((newer, when), else_=table.c.last_message_at),
+        "last_channel": sa.case((newer, sa.bindparam("channel")), else_=table.c.last_channel),
+        "updated_at": sa.bindparam("touched_at", type_=UTCDateTime()),
+    }
+    if inbound:
+        values["last_inbound_channel"] = sa.bindparam("inbound_channel")
+    return sa.update(table).where(table.c.id == sa.bindparam("touched_id")).values(values)
+
+
+_MESSAGE: sa.Table = Message.__table__  # type: ignore[attr-defined]
+_CONVERSATION: sa.Table = Conversation.__table__  # type: ignore[attr-defined]
+# Every message touches its conversation: the statements are built once, not per message.
+_TOUCH = _touch(inbound=False)
+_TOUCH_INBOUND = _touch(inbound=True)
 
 
 def _row(new: NewMessage, now: datetime) -> dict[str, Any]:

@@ -97,9 +97,8 @@ class BotResponder:
         """Run the dialog for a stored message and stage its replies in `session`."""
         inbound = arrival.inbound
         has_buttons = inbound.channel in BUTTON_CHANNELS
-        # Another message of this customer may have moved the dialog on and committed
-        # while this transaction waited for the conversation row: read it afresh.
-        await session.refresh(conversation, with_for_update=True)
+        # The router read the conversation locked in this transaction: its dialog
+        # state is what the customer's previous message left, and stays so.
         if conversation.mode != ConversationMode.bot:
             return []
         turn = Turn(
