@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -643,11 +644,10 @@ class Outbox:
         now = self._now()
 
         async def unit(session: AsyncSession) -> int | None:
+            fields = {"updated_at": now, **values}
             await session.execute(
-                sa.update(Delivery)
-                .where(col(Delivery.id) == row.id)
-                .values(updated_at=now, **values)
-                .execution_options(synchronize_session=False)
+                _outcome_statement(tuple(sorted(fields))),
+                {"outcome_id": row.id, **{f"new_{k}": v for k, v in fields.items()}},
             )
             if unreachable_identity is not None:
                 with contextlib.suppress(NotFound):
@@ -770,23 +770,25 @@ async def _not_claimed(session: AsyncSession, delivery_id: int, now: datetime) -
     return None
 
 
+def _oldest_pending(channel: Any, account: Any, address: Any) -> sa.Select[Any]:
+    """The oldest pending delivery to a chat: the only one that may be sent (its head)."""
+    head = _DELIVERY.alias("head")
+    return sa.select(sa.func.min(head.c.id)).where(
+        head.c.channel == channel,
+        head.c.account == account,
+        head.c.address == address,
+        head.c.status.in_(PENDING),
+    )
+
+
 def _claim_statement() -> sa.Update:
     """UPDATE … RETURNING: the delivery, if queued, due and its chat's head, now `sending`.
 
-    Built once: constructing a statement costs more than running it here.
+    Built once, like the other hot statements here: constructing a statement
+    costs about as much as running it.
     """
-    table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
-    other = table.alias("other")
-    head = (
-        sa.select(sa.func.min(other.c.id))
-        .where(
-            other.c.channel == table.c.channel,
-            other.c.account == table.c.account,
-            other.c.address == table.c.address,
-            other.c.status.in_(PENDING),
-        )
-        .scalar_subquery()
-    )
+    table = _DELIVERY
+    head = _oldest_pending(table.c.channel, table.c.account, table.c.address)
     return (
         sa.update(table)
         .where(
@@ -796,7 +798,7 @@ def _claim_statement() -> sa.Update:
                 table.c.next_attempt_at.is_(None),
                 table.c.next_attempt_at <= sa.bindparam("due_by"),
             ),
-            table.c.id == head,
+            table.c.id == head.scalar_subquery(),
         )
         .values(
             status=DeliveryStatus.sending.value,
@@ -807,16 +809,27 @@ def _claim_statement() -> sa.Update:
     )
 
 
+@functools.cache
+def _outcome_statement(fields: tuple[str, ...]) -> sa.Update:
+    """UPDATE of one delivery's `fields` from `new_<field>` parameters; one per outcome kind."""
+    table = _DELIVERY
+    return (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("outcome_id"))
+        .values({name: sa.bindparam(f"new_{name}", type_=table.c[name].type) for name in fields})
+    )
+
+
+_DELIVERY: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+_CHAT_HEAD = _oldest_pending(
+    sa.bindparam("channel"), sa.bindparam("account"), sa.bindparam("address")
+)
 _CLAIM = _claim_statement()
 
 
 async def _chat_head(session: AsyncSession, row: Delivery) -> int | None:
     """The oldest pending delivery to the same chat: the only one that may be sent."""
-    return await session.scalar(
-        sa.select(sa.func.min(col(Delivery.id))).where(
-            col(Delivery.channel) == row.channel,
-            col(Delivery.account) == row.account,
-            col(Delivery.address) == row.address,
-            col(Delivery.status).in_(PENDING),
-        )
+    head: int | None = await session.scalar(
+        _CHAT_HEAD, {"channel": row.channel, "account": row.account, "address": row.address}
     )
+    return head
