@@ -66,6 +66,8 @@ SIGNAL_TIME_FIELD = {
     "replied": "replied_at",
 }
 SEEN_WINDOW = timedelta(days=7)
+# What a customer's reply moves to `replied`: our sends they must have seen.
+SEEN_BY_A_REPLY = (DeliveryStatus.sent, DeliveryStatus.delivered, DeliveryStatus.read)
 KEYWORD_REPLIES = {
     "stop": "Вы отписались от рассылок. Чтобы снова получать их, отправьте START.",
     "start": "Вы снова подписаны на рассылки. Чтобы отписаться, отправьте STOP.",
@@ -414,17 +416,33 @@ async def _replied(
 ) -> None:
     """A customer's message is the strongest signal: our latest sends were seen."""
     await session.execute(
-        sa.update(Delivery)
-        .where(
-            col(Delivery.customer_id) == conversation.customer_id,
-            col(Delivery.channel) == channel,
-            col(Delivery.status).in_(
-                [DeliveryStatus.sent, DeliveryStatus.delivered, DeliveryStatus.read]
-            ),
-            col(Delivery.sent_at) >= now - timedelta(days=7),
-        )
-        .values(status=DeliveryStatus.replied, replied_at=now, updated_at=now)
+        _REPLIED,
+        {
+            "replier": conversation.customer_id,
+            "reply_channel": channel,
+            "since": now - timedelta(days=7),
+            "replied": now,
+        },
     )
+
+
+def _replied_statement() -> sa.Update:
+    """Built once: every inbound message runs it."""
+    table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+    when = sa.bindparam("replied", type_=table.c.replied_at.type)
+    return (
+        sa.update(table)
+        .where(
+            table.c.customer_id == sa.bindparam("replier"),
+            table.c.channel == sa.bindparam("reply_channel"),
+            table.c.status.in_([s.value for s in SEEN_BY_A_REPLY]),
+            table.c.sent_at >= sa.bindparam("since", type_=table.c.sent_at.type),
+        )
+        .values(status=DeliveryStatus.replied.value, replied_at=when, updated_at=when)
+    )
+
+
+_REPLIED = _replied_statement()
 
 
 async def _signalled(session: AsyncSession, signal: Signal) -> Sequence[Delivery]:

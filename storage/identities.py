@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from storage.addresses import normalize_email, normalize_phone
@@ -38,14 +39,26 @@ class Identities:
         found = await self._find_with_customer(channel, account, address)
         if found is not None:
             identity, customer = found
-            identity.last_seen_at = utcnow()
-            if display_name and display_name != identity.display_name:
-                identity.display_name = display_name
-            if username and username != identity.username:
-                identity.username = username
-            await self.session.flush()
+            await self._seen(identity, display_name, username)
             return identity, customer, False
         return await self._first_contact(channel, account, address, display_name, username)
+
+    async def _seen(
+        self, identity: Identity, display_name: str | None, username: str | None
+    ) -> None:
+        """The identity wrote just now, under these names: a Core UPDATE, no ORM flush.
+
+        Every inbound message comes through here; the loaded object is set to match.
+        """
+        values: dict[str, object] = {"last_seen_at": utcnow()}
+        if display_name and display_name != identity.display_name:
+            values["display_name"] = display_name
+        if username and username != identity.username:
+            values["username"] = username
+        table: sa.Table = Identity.__table__  # type: ignore[attr-defined]
+        await self.session.execute(sa.update(table).where(table.c.id == identity.id).values(values))
+        for name, value in values.items():
+            set_committed_value(identity, name, value)
 
     async def _first_contact(
         self,
