@@ -491,7 +491,7 @@ class Outbox:
                 return Delivery(**claimed._asdict()), None
             return None, await _not_claimed(session, delivery_id, now)
 
-        return await self.db.batched(unit)
+        return await self.db.batched(unit, key=str(delivery_id))
 
     async def _take_tokens(self, row: Delivery) -> float | None:
         """None once every bucket gave a token; else how long to come back after."""
@@ -654,7 +654,8 @@ class Outbox:
                     )
             return await _chat_head(session, row)
 
-        return await self.db.batched(unit)
+        # In the lane of the chat's inbound messages: both may touch its identity.
+        return await self.db.batched(unit, key=chat_key(row.channel, row.account, row.address))
 
     async def _settled(self, row: Delivery, successor: int | None) -> None:
         """Tell waiters, then queue the chat's next delivery."""

@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from gateway.channels import Inbound, Signal
 from gateway.clock import Clock, SystemClock
+from gateway.lanes import chat_key
 from gateway.linking import Linked
 from gateway.outbox import Enqueued, Outbox, Target
 from gateway.stop_commands import COMMAND_CHANNELS, apply_stop_command, stop_command
@@ -182,7 +183,7 @@ class Router:
             found = await session.scalar(_SEEN, {"source": source, "key": key[:200]})
             return found is not None
 
-        return await self.db.batched(unit)
+        return await self.db.batched(unit, key=key)
 
     async def first_seen(self, source: str, key: str) -> bool:
         """Remember an update key for a week; True the first time it is offered."""
@@ -197,7 +198,7 @@ class Router:
                 )
             return inserted
 
-        return await self.db.batched(unit)
+        return await self.db.batched(unit, key=key)
 
     async def inbound(self, message: Inbound) -> None:
         """Store what arrived and answer it; the bot's reply commits with the message.
@@ -211,7 +212,9 @@ class Router:
         async def unit(session: AsyncSession) -> tuple[Arrival, list[Enqueued]] | None:
             return await self._handle(session, message)
 
-        handled = await self.db.batched(unit)
+        # Keyed by chat, like the outbox's records of what was sent there.
+        chat = chat_key(message.channel, message.account, message.address)
+        handled = await self.db.batched(unit, key=chat)
         if handled is None:
             return
         arrival, staged = handled

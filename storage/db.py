@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -26,7 +27,14 @@ T = TypeVar("T")
 class Database:
     """One engine and its session factory; `aclose()` disposes of the pool."""
 
-    def __init__(self, url: str, *, echo: bool = False, **engine_options: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        commit_lanes: int | None = None,
+        **engine_options: Any,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -44,7 +52,10 @@ class Database:
         # concurrency and avoids "database is locked" when a reader turns writer.
         self._turn = asyncio.Lock() if self.is_sqlite else None
         self._holder: asyncio.Task[object] | None = None
-        self._group = GroupCommit(self.session)
+        # SQLite commits one writer at a time; PostgreSQL overlaps a few batches, so
+        # one batch waiting on the server doesn't hold up the next.
+        lanes = commit_lanes or (1 if self.is_sqlite else 4)
+        self._lanes = [GroupCommit(self.session) for _ in range(lanes)]
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -63,13 +74,20 @@ class Database:
             finally:
                 self._holder = None
 
-    async def batched(self, unit: Unit[T]) -> T:
+    async def batched(self, unit: Unit[T], *, key: str = "") -> T:
         """Run `unit(session)` in a transaction shared with concurrent callers (group commit).
 
         Returns its result once that transaction committed; see storage.batches.
-        For the hot path's many small writers: one commit carries them all.
+        For the hot path's many small writers: one commit carries them all. Units
+        with the same `key` (say, a chat: units that lock the same rows) go to the
+        same lane, in order, so batches of different lanes seldom wait on each
+        other's rows (when they do, PostgreSQL's deadlock detection fails one,
+        and its units are redone one by one).
         """
-        return await self._group.run(unit)
+        return await self._lane(key).run(unit)
+
+    def _lane(self, key: str) -> GroupCommit:
+        return self._lanes[zlib.crc32(key.encode()) % len(self._lanes)]
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""

@@ -66,7 +66,8 @@ async def test_concurrent_callers_share_commits(database: Database) -> None:
 
 async def test_a_batch_is_capped(database: Database) -> None:
     commits = transactions(database)
-    database._group.max_units = 10
+    for lane in database._lanes:
+        lane.max_units = 10
 
     await asyncio.gather(*(database.batched(remember(f"k{n}")) for n in range(40)))
 
@@ -134,3 +135,20 @@ async def test_a_caller_cancelled_mid_batch_does_not_undo_the_others(database: D
         await slow
     # Committed with its batch, like any transaction whose commit was under way.
     assert await stored(database) == {"first", "slow", "other"}
+
+
+async def test_on_postgresql_a_slow_batch_holds_up_only_its_own_lane(database: Database) -> None:
+    if database.is_sqlite:
+        assert len(database._lanes) == 1  # one writer at a time: lanes would only queue
+        return
+    gate = asyncio.Event()
+    slow = asyncio.create_task(database.batched(remember("slow", gate=gate), key="chat a"))
+    await asyncio.sleep(0.05)
+    elsewhere = next(
+        key for key in map(str, range(100)) if database._lane(key) is not database._lane("chat a")
+    )
+
+    assert await database.batched(remember("quick"), key=elsewhere) == "quick"
+    assert await stored(database) == {"quick"}
+    gate.set()
+    assert await slow == "slow"
