@@ -772,9 +772,7 @@ async def _not_claimed(session: AsyncSession, delivery_id: int, now: datetime) -
 async def _insert_deliveries(session: AsyncSession, deliveries: list[Delivery]) -> tuple[int, ...]:
     """INSERT the rows in one Core statement (no ORM flush); their ids in the given order."""
     rows = [{c.name: getattr(d, c.name) for c in _DELIVERY.c if c.name != "id"} for d in deliveries]
-    inserted = await session.scalars(sa.insert(_DELIVERY).values(rows).returning(_DELIVERY.c.id))
-    # Ids are handed out in VALUES order: sorted, they follow the parts.
-    return tuple(sorted(inserted))
+    return tuple(await session.scalars(_INSERT_DELIVERIES, rows))
 
 
 def _oldest_pending(channel: Any, account: Any, address: Any) -> sa.Select[Any]:
@@ -828,6 +826,8 @@ def _outcome_statement(fields: tuple[str, ...]) -> sa.Update:
 
 
 _DELIVERY: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+# Many rows in one INSERT (insertmanyvalues), their ids back in the order given.
+_INSERT_DELIVERIES = sa.insert(_DELIVERY).returning(_DELIVERY.c.id, sort_by_parameter_order=True)
 _CHAT_HEAD = _oldest_pending(
     sa.bindparam("channel"), sa.bindparam("account"), sa.bindparam("address")
 )

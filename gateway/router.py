@@ -6,6 +6,7 @@ conversation is the bot's, nobody (the managers' relay) while a person owns it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from storage.conversations import Conversations
 from storage.customers import ConsentIn, Customers
 from storage.db import Database
 from storage.identities import Identities
-from storage.inserts import insert
+from storage.inserts import dialect_name, insert_for
 from storage.messages import Messages, NewMessage
 from storage.models import (
     Author,
@@ -406,12 +407,16 @@ _SEEN = sa.select(sa.literal(1)).where(
 
 async def _insert_seen(session: AsyncSession, source: str, key: str, now: datetime) -> bool:
     result = await session.execute(
-        insert(session, SeenUpdate)
-        .values(source=source, key=key[:200], seen_at=now)
-        .on_conflict_do_nothing()
-        .returning(col(SeenUpdate.key))
+        _seen_insert(dialect_name(session)), {"source": source, "key": key[:200], "seen_at": now}
     )
     return result.first() is not None
+
+
+@functools.cache
+def _seen_insert(dialect: str) -> Any:
+    """Built once per backend: every update offered runs it."""
+    table: sa.Table = SeenUpdate.__table__  # type: ignore[attr-defined]
+    return insert_for(dialect, table).on_conflict_do_nothing().returning(table.c.key)
 
 
 async def _replied(

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["dialect_name", "insert"]
+__all__ = ["dialect_name", "insert", "insert_for"]
 
 
 def dialect_name(session: AsyncSession) -> str:
@@ -21,6 +21,11 @@ def dialect_name(session: AsyncSession) -> str:
 
 def insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
     """An INSERT for `table` that knows ON CONFLICT on the session's backend."""
-    if dialect_name(session) == "postgresql":
+    return insert_for(dialect_name(session), table)
+
+
+def insert_for(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """`insert` by the backend's name: for statements built once per backend."""
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.customers import Customers
-from storage.inserts import insert
+from storage.inserts import dialect_name, insert_for
 from storage.models import Conversation, Delivery, Direction, Message, UTCDateTime, utcnow
 from storage.pages import Page, encode_cursor, int_cursor
 
@@ -113,13 +115,15 @@ class Messages:
         rows = [_row(new, now) for new in news]
         # Core, not an ORM bulk INSERT: a message is inserted for every one that
         # arrives or leaves, and the ORM's bookkeeping cost more than the INSERT.
-        stmt = (
-            insert(self.session, _MESSAGE)
-            .values(rows if len(rows) > 1 else rows[0])
-            .on_conflict_do_nothing(index_elements=["channel", "account", "external_id"])
-            .returning(*_MESSAGE.c)
-        )
-        inserted = [Message(**row._asdict()) for row in await self.session.execute(stmt)]
+        # One message (the usual case) takes the statement built once.
+        dialect = dialect_name(self.session)
+        if len(rows) == 1:
+            result = await self.session.execute(_insert_one(dialect), rows[0])
+        else:
+            result = await self.session.execute(
+                _insert_messages(insert_for(dialect, _MESSAGE).values(rows))
+            )
+        inserted = [Message(**row._asdict()) for row in result]
         # Ids are handed out in VALUES order, so the inserted rows sorted by id
         # line up with the inputs that were not already stored.
         inserted.sort(key=lambda m: m.id or 0)
@@ -171,6 +175,18 @@ class Messages:
                     "inbound_channel": inbound.channel if inbound is not None else None,
                 },
             )
+
+
+def _insert_messages(stmt: sqlite.Insert | postgresql.Insert) -> Any:
+    """The rows not stored yet, each returned whole."""
+    return stmt.on_conflict_do_nothing(
+        index_elements=["channel", "account", "external_id"]
+    ).returning(*_MESSAGE.c)
+
+
+@functools.cache
+def _insert_one(dialect: str) -> Any:
+    return _insert_messages(insert_for(dialect, _MESSAGE))
 
 
 def _touch(*, inbound: bool) -> sa.Update:
