@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import random
@@ -43,6 +42,7 @@ from storage.errors import NotFound
 from storage.identities import Identities
 from storage.messages import Messages, NewMessage
 from storage.models import Author, Delivery, DeliveryStatus, Direction, Message, utcnow
+from storage.updates import update_by_id
 
 __all__ = ["Enqueued", "Outbox", "RateLimits", "RetryPolicy", "StageHook", "Target"]
 
@@ -642,11 +642,8 @@ class Outbox:
         now = self._now()
 
         async def unit(session: AsyncSession) -> int | None:
-            fields = {"updated_at": now, **values}
-            await session.execute(
-                _outcome_statement(tuple(sorted(fields))),
-                {"outcome_id": row.id, **{f"new_{k}": v for k, v in fields.items()}},
-            )
+            assert row.id is not None
+            await update_by_id(session, _DELIVERY, row.id, {"updated_at": now, **values})
             if unreachable_identity is not None:
                 with contextlib.suppress(NotFound):
                     await Identities(session).mark_unreachable(
@@ -811,17 +808,6 @@ def _claim_statement() -> sa.Update:
             updated_at=sa.bindparam("claimed_at"),
         )
         .returning(*table.c)
-    )
-
-
-@functools.cache
-def _outcome_statement(fields: tuple[str, ...]) -> sa.Update:
-    """UPDATE of one delivery's `fields` from `new_<field>` parameters; one per outcome kind."""
-    table = _DELIVERY
-    return (
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("outcome_id"))
-        .values({name: sa.bindparam(f"new_{name}", type_=table.c[name].type) for name in fields})
     )
 
 

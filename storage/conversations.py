@@ -170,19 +170,22 @@ class Conversations:
         return list(await self.session.scalars(stmt))
 
     async def _live(self, customer_id: int, *, lock: bool = False) -> Conversation | None:
-        stmt = (
-            sa.select(Conversation)
-            .where(
-                col(Conversation.customer_id) == customer_id,
-                col(Conversation.merged_into_id).is_(None),
-            )
-            .order_by(col(Conversation.id).desc())
-            .limit(1)
-            .execution_options(populate_existing=True)
-        )
-        if lock:
-            stmt = stmt.with_for_update()
-        return (await self.session.scalars(stmt)).first()
+        stmt = _LIVE_LOCKED if lock else _LIVE
+        return (await self.session.scalars(stmt, {"customer_id": customer_id})).first()
+
+
+# Every inbound message asks: built once.
+_LIVE = (
+    sa.select(Conversation)
+    .where(
+        col(Conversation.customer_id) == sa.bindparam("customer_id"),
+        col(Conversation.merged_into_id).is_(None),
+    )
+    .order_by(col(Conversation.id).desc())
+    .limit(1)
+    .execution_options(populate_existing=True)
+)
+_LIVE_LOCKED = _LIVE.with_for_update()
 
 
 async def lock_customers(session: AsyncSession, customer_ids: list[int]) -> None:

@@ -11,6 +11,7 @@ from storage.addresses import normalize_email, normalize_phone
 from storage.errors import NotFound
 from storage.inserts import insert
 from storage.models import Channel, Customer, Identity, utcnow
+from storage.updates import update_by_id
 
 __all__ = ["Identities"]
 
@@ -38,10 +39,18 @@ class Identities:
         """
         found = await self._find_with_customer(channel, account, address)
         if found is not None:
-            identity, customer = found
-            await self._seen(identity, display_name, username)
-            return identity, customer, False
-        return await self._first_contact(channel, account, address, display_name, username)
+            await self._seen(found[0], display_name, username)
+            return found[0], found[1], False
+        identity = await self._create(channel, account, address, display_name, username)
+        created = identity is not None
+        if identity is None:  # a concurrent first contact won the race
+            identity = await self._find(channel, account, address)
+            if identity is None:
+                raise NotFound("identity", f"{channel}:{account}:{address}")
+        customer = await self.session.get(Customer, identity.customer_id)
+        if customer is None:
+            raise NotFound("customer", identity.customer_id)
+        return identity, customer, created
 
     async def _seen(
         self, identity: Identity, display_name: str | None, username: str | None
@@ -55,29 +64,10 @@ class Identities:
             values["display_name"] = display_name
         if username and username != identity.username:
             values["username"] = username
-        table: sa.Table = Identity.__table__  # type: ignore[attr-defined]
-        await self.session.execute(sa.update(table).where(table.c.id == identity.id).values(values))
+        assert identity.id is not None
+        await update_by_id(self.session, _IDENTITY, identity.id, values)
         for name, value in values.items():
             set_committed_value(identity, name, value)
-
-    async def _first_contact(
-        self,
-        channel: str,
-        account: str,
-        address: str,
-        display_name: str | None,
-        username: str | None,
-    ) -> tuple[Identity, Customer, bool]:
-        identity = await self._create(channel, account, address, display_name, username)
-        created = identity is not None
-        if identity is None:  # a concurrent first contact won the race
-            identity = await self._find(channel, account, address)
-            if identity is None:
-                raise NotFound("identity", f"{channel}:{account}:{address}")
-        customer = await self.session.get(Customer, identity.customer_id)
-        if customer is None:
-            raise NotFound("customer", identity.customer_id)
-        return identity, customer, created
 
     async def for_customer(self, customer_id: int) -> list[Identity]:
         rows = await self.session.scalars(
@@ -122,14 +112,7 @@ class Identities:
     ) -> tuple[Identity, Customer] | None:
         """The identity and its customer in one query: every inbound message asks."""
         result = await self.session.execute(
-            sa.select(Identity, Customer)
-            .join(Customer, col(Customer.id) == col(Identity.customer_id))
-            .where(
-                col(Identity.channel) == channel,
-                col(Identity.account) == account,
-                col(Identity.address) == address,
-            )
-            .execution_options(populate_existing=True)
+            _WITH_CUSTOMER, {"channel": channel, "account": account, "address": address}
         )
         row = result.first()
         return None if row is None else (row[0], row[1])
@@ -209,3 +192,17 @@ def _address_keys(channel: str, address: str) -> dict[str, str]:
     except ValueError:
         pass
     return {}
+
+
+_IDENTITY: sa.Table = Identity.__table__  # type: ignore[attr-defined]
+# Every inbound message asks: built once.
+_WITH_CUSTOMER = (
+    sa.select(Identity, Customer)
+    .join(Customer, col(Customer.id) == col(Identity.customer_id))
+    .where(
+        col(Identity.channel) == sa.bindparam("channel"),
+        col(Identity.account) == sa.bindparam("account"),
+        col(Identity.address) == sa.bindparam("address"),
+    )
+    .execution_options(populate_existing=True)
+)

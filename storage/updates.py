@@ -1,0 +1,37 @@
+"""UPDATE of one row by id, built once per set of columns.
+
+The hot path (every message, every send) updates a few columns of one row. Building
+that statement costs about as much as running it, so it is built once for each set
+of columns and run with parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["update_by_id"]
+
+
+async def update_by_id(
+    session: AsyncSession, table: sa.Table, row_id: int, values: Mapping[str, Any]
+) -> None:
+    """SET `values` on the row of `table` whose id is `row_id` (a Core UPDATE, no flush)."""
+    await session.execute(
+        _statement(table, tuple(values)),
+        {"row_id": row_id, **{f"new_{name}": value for name, value in values.items()}},
+    )
+
+
+@functools.cache
+def _statement(table: sa.Table, columns: tuple[str, ...]) -> sa.Update:
+    # Parameters may not be named like the columns they set: new_<column>.
+    return (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("row_id"))
+        .values({name: sa.bindparam(f"new_{name}", type_=table.c[name].type) for name in columns})
+    )
