@@ -10,6 +10,10 @@ emulator's process from the system-wide monotonic clock, so it compares with the
 driver's post times. The k-th bot message in a chat answers the k-th update posted
 to that chat.
 
+Each process's CPU time (user + system, all its threads) over the measured phase is
+printed per update: with two cores shared by three processes and a database, it
+says which one is the bottleneck, and how far a system is from the echo bot's cost.
+
 Run: .venv/bin/python tests/bench/inbound.py [--updates 2000] [--concurrency 32]
      [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test] [--profile DIR]
 """
