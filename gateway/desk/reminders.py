@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
 from gateway.clock import Clock
 from gateway.desk.mirror import Mirror
 from gateway.outbox import Enqueued, Outbox
+from gateway.repeating import Repeating
 from storage.conversations import Conversations
 from storage.db import Database
 
@@ -41,7 +41,13 @@ class Reminders:
         self.clock = clock
         self.after_s = after_s
         self.every_s = every_s
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Repeating(
+            "desk-reminders",
+            self._sweep,
+            pause=lambda: asyncio.sleep(every_s),
+            log=log,
+            failed_event="desk.remind_failed",
+        )
 
     async def remind_due(self) -> int:
         """Remind of every conversation due now; returns how many."""
@@ -67,21 +73,14 @@ class Reminders:
             log.info("desk.reminded", extra={"count": len(copies)})
         return len(copies)
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="desk-reminders")
+    async def _sweep(self) -> bool:
+        """Remind of what is due when this process holds the sweep; Repeating waits `every_s`."""
+        if await self.outbox.broker.try_lock("desk:reminders", self.every_s * 2):
+            await self.remind_due()
+        return False
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.every_s)
-            try:
-                if await self.outbox.broker.try_lock("desk:reminders", self.every_s * 2):
-                    await self.remind_due()
-            except Exception:
-                log.warning("desk.remind_failed", exc_info=True)
+    async def start(self) -> None:
+        self._loop.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.aclose()
