@@ -13,9 +13,17 @@ to that chat.
 Each process's CPU time (user + system, all its threads) over the measured phase is
 printed per update: with two cores shared by three processes and a database, it
 says which one is the bottleneck, and how far a system is from the echo bot's cost.
+"machine" is every core's busy time (/proc/stat) per update, the database server's
+included. For chatgate it also prints the SQL statements and commits per update,
+counted in its processes by SQLAlchemy events.
+
+With --redis and --processes N (N > 1) chatgate is also measured scaled out the way
+DESIGN.md describes: N processes on the same PostgreSQL database and Redis, the
+driver spreading the posts over them as a load balancer would.
 
 Run: .venv/bin/python tests/bench/inbound.py [--updates 2000] [--concurrency 32]
-     [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test] [--profile DIR]
+     [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
+     [--redis redis://127.0.0.1:6379/14 --processes 2] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -137,7 +145,30 @@ async def serve_emulator(port: int, users: int) -> None:
 # --- the bot processes ------------------------------------------------------------------
 
 
-async def serve_chatgate(port: int, emulator: str, database_url: str) -> None:
+def count_sql(engine: Any, path: str) -> None:
+    """Count statements and commits; on SIGUSR1 append the totals to `path` as a JSON line."""
+    from sqlalchemy import event
+
+    counts = {"statements": 0, "commits": 0}
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _statement(*_: Any) -> None:
+        counts["statements"] += 1  # an executemany is one statement, one round trip
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _commit(*_: Any) -> None:
+        counts["commits"] += 1
+
+    def snapshot() -> None:
+        with open(path, "a") as out:
+            out.write(json.dumps(counts) + "\n")
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, snapshot)
+
+
+async def serve_chatgate(
+    port: int, emulator: str, database_url: str, redis_url: str | None, counts_to: str | None
+) -> None:
     """chatgate in webhook mode, its rate limits out of the way, the one-answer dialog."""
     from gateway.app import App
     from gateway.config import load_settings
@@ -145,6 +176,7 @@ async def serve_chatgate(port: int, emulator: str, database_url: str) -> None:
 
     settings = load_settings(
         database_url=database_url,
+        redis_url=redis_url,
         http_port=port,
         sandbox=False,
         api_key="x",
@@ -159,10 +191,14 @@ async def serve_chatgate(port: int, emulator: str, database_url: str) -> None:
         dialog_script=str(DIALOG),
     )
     app = App(settings)
+    if counts_to:
+        count_sql(app.db.engine, counts_to)
 
     async def start() -> None:
         if not settings.is_sqlite:
-            await upgrade(app.db.engine)  # a fresh bench database; SQLite migrates at start
+            # A fresh bench database; SQLite migrates at start. Several processes
+            # upgrade one after the other (the driver starts them in turn).
+            await upgrade(app.db.engine)
         await app.start()
 
     await run_until_signalled(start, app.aclose)
@@ -204,7 +240,9 @@ def serve(args: argparse.Namespace) -> None:
     if args.serve == "emulator":
         main = serve_emulator(args.port, args.users)
     elif args.serve == "chatgate":
-        main = serve_chatgate(args.port, args.emulator, args.database_url)
+        main = serve_chatgate(
+            args.port, args.emulator, args.database_url, args.redis, args.counts_to
+        )
     else:
         main = serve_echo(args.port, args.emulator)
     if profiler is not None:
@@ -256,10 +294,24 @@ class Child:
         self._log.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def cpu_seconds(*pids: int) -> float:
+    """User + system CPU time the processes have used so far (Linux /proc)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """Busy time of all cores so far: everything but idle and iowait (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -270,6 +322,7 @@ class Figures:
     latencies: list[float]
     problems: list[str] = field(default_factory=list)
     cpu_ms: dict[str, float] = field(default_factory=dict)  # per update, by process
+    sql: dict[str, float] = field(default_factory=dict)  # statements, commits per update
 
     @property
     def rate(self) -> float:
@@ -297,9 +350,12 @@ def update(update_id: int, user_id: int, message_id: int) -> dict[str, Any]:
 class Driver:
     """Posts updates with a fixed number in flight, remembering when each chat was posted to."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, users: int, concurrency: int):
+    def __init__(
+        self, http: aiohttp.ClientSession, urls: list[str], users: int, concurrency: int
+    ) -> None:
         self.http = http
-        self.url = url
+        self.urls = urls  # one per process: posts go round the list, as a load balancer's
+        self.posts = 0
         self.users = users
         self.concurrency = concurrency
         self.update_ids = iter(range(1, 10**9))
@@ -329,8 +385,10 @@ class Driver:
                 self.posted[chat].append(at)
                 self.sent[chat].append(body["message"]["text"])
                 posted.append((chat, len(self.posted[chat]) - 1))
+                url = self.urls[self.posts % len(self.urls)]
+                self.posts += 1
                 async with self.http.post(
-                    self.url,
+                    url,
                     data=data,
                     headers={
                         "X-Telegram-Bot-Api-Secret-Token": SECRET,
@@ -363,12 +421,17 @@ async def measure(
     args: argparse.Namespace,
     logs: Path,
     database_url: str | None = None,
+    *,
+    processes: int = 1,
+    redis_url: str | None = None,
 ) -> Figures:
-    emulator_port, bot_port = free_port(), free_port()
+    emulator_port = free_port()
     emulator_root = f"http://127.0.0.1:{emulator_port}"
     emulator_api = emulator_root + "/tg"
     children: list[Child] = []
-    profile = str(Path(args.profile) / f"{label}.prof") if args.profile else None
+    bots: list[Child] = []
+    bot_ports: list[int] = []
+    counts = logs / f"{label}.counts" if system == "chatgate" else None
     try:
         emulator = Child(
             f"{label}-emulator",
@@ -377,38 +440,52 @@ async def measure(
         )
         children.append(emulator)
         await emulator.ready()
-        argv = ["--serve", system, "--port", str(bot_port), "--emulator", emulator_api]
-        if database_url:
-            argv += ["--database-url", database_url]
-        if profile:
-            argv += ["--profile-to", profile]
-        bot = Child(label, argv, logs)
-        children.append(bot)
-        await bot.ready()
+        for n in range(processes):
+            port = free_port()
+            name = label if processes == 1 else f"{label}-{n + 1}"
+            argv = ["--serve", system, "--port", str(port), "--emulator", emulator_api]
+            if database_url:
+                argv += ["--database-url", database_url]
+            if redis_url:
+                argv += ["--redis", redis_url]
+            if counts is not None:
+                argv += ["--counts-to", f"{counts}.{n}"]
+            if args.profile:
+                argv += ["--profile-to", str(Path(args.profile) / f"{name}.prof")]
+            bot = Child(name, argv, logs)
+            children.append(bot)
+            await bot.ready()  # in turn: the first one migrates the database
+            bots.append(bot)
+            bot_ports.append(port)
         bot_id = TOKENS[system].partition(":")[0]
         connector = aiohttp.TCPConnector(limit=args.concurrency + 4)
         async with aiohttp.ClientSession(connector=connector) as http:
-            driver = Driver(
-                http, f"http://127.0.0.1:{bot_port}{WEBHOOK_PATH}", args.users, args.concurrency
-            )
+            urls = [f"http://127.0.0.1:{port}{WEBHOOK_PATH}" for port in bot_ports]
+            driver = Driver(http, urls, args.users, args.concurrency)
             await driver.post(args.warmup)
             got = await wait_for_replies(http, emulator_root, bot_id, args.warmup, 60)
             if got < args.warmup:
                 raise RuntimeError(f"{label}: warm-up got {got}/{args.warmup} replies")
-            pids = {"bot": bot.proc.pid, "emulator": emulator.proc.pid, "driver": os.getpid()}
-            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            pids = {"emulator": [emulator.proc.pid], "driver": [os.getpid()]}
+            pids["bot"] = [bot.proc.pid for bot in bots]
+            sql_before = await sql_counts(bots, counts)
+            cpu_before = {name: cpu_seconds(*ids) for name, ids in pids.items()}
+            busy_before = machine_busy_seconds()
             start, measured = await driver.post(args.updates)
             expected = args.warmup + args.updates
             got = await wait_for_replies(http, emulator_root, bot_id, expected, args.timeout)
             cpu_ms = {
-                name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / args.updates
-                for name, pid in pids.items()
+                name: (cpu_seconds(*ids) - cpu_before[name]) * 1000 / args.updates
+                for name, ids in pids.items()
             }
+            cpu_ms["machine"] = (machine_busy_seconds() - busy_before) * 1000 / args.updates
+            sql_after = await sql_counts(bots, counts)
             await asyncio.sleep(0.3)  # anything extra (a second message) shows up too
             async with http.get(f"{emulator_root}/bench/{bot_id}/arrivals") as response:
                 arrivals = {int(k): v for k, v in (await response.json()).items()}
         figures = _figures(label, driver, start, measured, arrivals, expected, got, system)
         figures.cpu_ms = cpu_ms
+        figures.sql = {k: (sql_after[k] - sql_before[k]) / args.updates for k in sql_after}
         return figures
     except BaseException:
         for child in children:
@@ -417,6 +494,27 @@ async def measure(
     finally:
         for child in reversed(children):
             child.stop()
+
+
+async def sql_counts(bots: list[Child], counts: Path | None) -> dict[str, int]:
+    """Statements and commits so far, summed over the bot processes (SIGUSR1 → count_sql)."""
+    if counts is None:
+        return {}
+    total: dict[str, int] = defaultdict(int)
+    for n, bot in enumerate(bots):
+        path = Path(f"{counts}.{n}")
+        seen = len(_lines(path))
+        bot.proc.send_signal(signal.SIGUSR1)
+        for _ in range(500):
+            lines = _lines(path)  # a few lines: not worth a thread
+            if len(lines) > seen:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise RuntimeError(f"{bot.name} did not report its SQL counts")
+        for key, value in json.loads(lines[-1]).items():
+            total[key] += value
+    return dict(total)
 
 
 def _figures(
@@ -473,6 +571,23 @@ async def scratch_postgres(url: str) -> Any:
         await admin.close()
 
 
+@contextlib.asynccontextmanager
+async def scratch_redis(url: str) -> Any:
+    """The Redis database `url` names, which must be empty; emptied again afterwards."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    try:
+        if await redis.dbsize():
+            raise SystemExit(f"--redis {url}: the database is not empty; name an empty one")
+        try:
+            yield url
+        finally:
+            await redis.flushdb()
+    finally:
+        await redis.aclose()
+
+
 async def drive(args: argparse.Namespace) -> int:
     results: list[Figures] = []
     with tempfile.TemporaryDirectory(prefix="chatgate-bench-") as tmp:
@@ -482,6 +597,20 @@ async def drive(args: argparse.Namespace) -> int:
         if args.postgres:
             async with scratch_postgres(args.postgres) as url:
                 results.append(await measure("chatgate", "chatgate-postgres", args, logs, url))
+        if args.processes > 1:
+            label = f"chatgate-pg-redis×{args.processes}"
+            async with scratch_postgres(args.postgres) as url, scratch_redis(args.redis) as redis:
+                results.append(
+                    await measure(
+                        "chatgate",
+                        label,
+                        args,
+                        logs,
+                        url,
+                        processes=args.processes,
+                        redis_url=redis,
+                    )
+                )
         results.append(await measure("echo", "aiogram-echo", args, logs))
     report(results, args)
     return 1 if any(r.problems for r in results) else 0
@@ -493,16 +622,19 @@ def report(results: list[Figures], args: argparse.Namespace) -> None:
         f"{args.users} users, {os.cpu_count()} CPUs; latency = post → reply stored by the emulator"
     )
     header = (
-        f"{'system':<20}{'updates':>9}{'seconds':>10}{'updates/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'CPU ms/update: bot':>20}{'emulator':>10}{'driver':>8}"
+        f"{'system':<24}{'updates':>8}{'seconds':>9}{'updates/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'CPU ms/update: bot':>20}{'emulator':>9}{'driver':>7}{'machine':>8}"
+        f"{'SQL/update':>11}{'commits':>8}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
+        sql = f"{r.sql['statements']:>11.2f}{r.sql['commits']:>8.2f}" if r.sql else ""
         print(
-            f"{r.system:<20}{r.updates:>9}{r.seconds:>10.2f}{r.rate:>11.0f}"
-            f"{r.percentile(0.50):>9.1f}{r.percentile(0.99):>9.1f}"
-            f"{r.cpu_ms['bot']:>20.2f}{r.cpu_ms['emulator']:>10.2f}{r.cpu_ms['driver']:>8.2f}"
+            f"{r.system:<24}{r.updates:>8}{r.seconds:>9.2f}{r.rate:>10.0f}"
+            f"{r.percentile(0.50):>8.1f}{r.percentile(0.99):>8.1f}"
+            f"{r.cpu_ms['bot']:>20.2f}{r.cpu_ms['emulator']:>9.2f}{r.cpu_ms['driver']:>7.2f}"
+            f"{r.cpu_ms['machine']:>8.2f}{sql}"
         )
     echo = results[-1]
     for r in results[:-1]:
@@ -512,10 +644,11 @@ def report(results: list[Figures], args: argparse.Namespace) -> None:
             print(f"PROBLEM {r.system}: {problem}")
     if args.profile:
         for r in results:
-            path = Path(args.profile) / f"{r.system}.prof"
-            print(f"\n--- {r.system}: top {args.profile_top} by cumulative time ({path}) ---")
-            stats = pstats.Stats(str(path))
-            stats.sort_stats("cumulative").print_stats(args.profile_top)
+            # A scaled-out run has one profile per process: name-1, name-2, …
+            for path in sorted(Path(args.profile).glob(f"{r.system}*.prof")):
+                print(f"\n--- {path.stem}: top {args.profile_top} by cumulative time ({path}) ---")
+                stats = pstats.Stats(str(path))
+                stats.sort_stats("cumulative").print_stats(args.profile_top)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -526,6 +659,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for replies")
     parser.add_argument("--postgres", help="also run chatgate on PostgreSQL (a scratch database)")
+    parser.add_argument(
+        "--redis", help="with --processes: Redis for the scaled-out run (an empty database)"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="also run N chatgate processes (needs --redis)"
+    )
     parser.add_argument("--profile", help="cProfile each bot process into this directory")
     parser.add_argument("--profile-top", type=int, default=25)
     # internal: run one piece in this process
@@ -534,6 +673,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--emulator", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", help=argparse.SUPPRESS)
+    parser.add_argument("--counts-to", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -542,6 +682,8 @@ def main() -> int:
     if args.serve:
         serve(args)
         return 0
+    if args.processes > 1 and not (args.postgres and args.redis):
+        raise SystemExit("--processes needs --postgres and --redis: processes share them")
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     return asyncio.run(drive(args))
