@@ -54,9 +54,7 @@ class Erasure:
         await self.session.execute(
             sa.update(Merge)
             .where(
-                sa.or_(
-                    col(Merge.survivor_id) == customer_id, col(Merge.absorbed_id) == customer_id
-                )
+                sa.or_(col(Merge.survivor_id) == customer_id, col(Merge.absorbed_id) == customer_id)
             )
             .values(moved={"erased": True})
             .execution_options(synchronize_session=False)

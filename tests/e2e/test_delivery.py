@@ -65,9 +65,7 @@ async def test_a_429_storm_loses_nothing_and_doubles_nothing(sandbox_app: App) -
     assert telegram.error_counts().get(429) == 4
     for _ in range(200):  # the outbox records "sent" just after the emulator has it
         async with sandbox_app.db.session() as session:
-            deliveries = list(
-                await session.scalars(sa.select(Delivery).order_by(col(Delivery.id)))
-            )
+            deliveries = list(await session.scalars(sa.select(Delivery).order_by(col(Delivery.id))))
         if all(d.status == "sent" for d in deliveries):
             break
         await _sleep()
