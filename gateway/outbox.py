@@ -355,7 +355,7 @@ class Outbox:
         """Take jobs while fewer than `workers` are being handled, each in a task of its own.
 
         Different chats' sends overlap (a send mostly waits on the platform); one
-        chat's order is kept by the store (`_chat_head`), not by this loop.
+        chat's order is kept by the store (`_CLAIM`), not by this loop.
         """
         consumer = f"{self._name}-0"
         while not self._stopping:
@@ -635,7 +635,7 @@ class Outbox:
     async def _update(
         self, row: Delivery, *, unreachable_identity: int | None = None, **values: Any
     ) -> int | None:
-        """Record an outcome; returns the chat's next delivery, found in the same transaction.
+        """Record an outcome; returns the chat's next delivery, found by the same statement.
 
         Outcomes of concurrent sends share a commit (Database.batched).
         """
@@ -643,13 +643,24 @@ class Outbox:
 
         async def unit(session: AsyncSession) -> int | None:
             assert row.id is not None
-            await update_by_id(session, _DELIVERY, row.id, {"updated_at": now, **values})
+            successor: int | None = await update_by_id(
+                session,
+                _DELIVERY,
+                row.id,
+                {"updated_at": now, **values},
+                returning=_SUCCESSOR,
+                returning_params={
+                    "chat_channel": row.channel,
+                    "chat_account": row.account,
+                    "chat_address": row.address,
+                },
+            )
             if unreachable_identity is not None:
                 with contextlib.suppress(NotFound):
                     await Identities(session).mark_unreachable(
                         unreachable_identity, str(values.get("error") or "failed")
                     )
-            return await _chat_head(session, row)
+            return successor
 
         # In the lane of the chat's inbound messages: both may touch its identity.
         return await self.db.batched(unit, key=chat_key(row.channel, row.account, row.address))
@@ -772,15 +783,21 @@ async def _insert_deliveries(session: AsyncSession, deliveries: list[Delivery]) 
     return tuple(await session.scalars(_INSERT_DELIVERIES, rows))
 
 
-def _oldest_pending(channel: Any, account: Any, address: Any) -> sa.Select[Any]:
-    """The oldest pending delivery to a chat: the only one that may be sent (its head)."""
+def _oldest_pending(
+    channel: Any, account: Any, address: Any, *, besides: Any = None
+) -> sa.Select[Any]:
+    """The oldest pending delivery to a chat: the only one that may be sent (its head).
+
+    `besides`: a delivery id left out, one being settled.
+    """
     head = _DELIVERY.alias("head")
-    return sa.select(sa.func.min(head.c.id)).where(
+    select = sa.select(sa.func.min(head.c.id)).where(
         head.c.channel == channel,
         head.c.account == account,
         head.c.address == address,
         head.c.status.in_(PENDING),
     )
+    return select if besides is None else select.where(head.c.id != besides)
 
 
 def _claim_statement() -> sa.Update:
@@ -814,15 +831,13 @@ def _claim_statement() -> sa.Update:
 _DELIVERY: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
 # Many rows in one INSERT (insertmanyvalues), their ids back in the order given.
 _INSERT_DELIVERIES = sa.insert(_DELIVERY).returning(_DELIVERY.c.id, sort_by_parameter_order=True)
-_CHAT_HEAD = _oldest_pending(
-    sa.bindparam("channel"), sa.bindparam("account"), sa.bindparam("address")
-)
+# The chat's next delivery, returned by the UPDATE that settles the one with :row_id
+# (update_by_id). That row is left out by id: PostgreSQL's subquery still sees it
+# pending (the table as it was before the statement), SQLite's unspecified.
+_SUCCESSOR = _oldest_pending(
+    sa.bindparam("chat_channel"),
+    sa.bindparam("chat_account"),
+    sa.bindparam("chat_address"),
+    besides=sa.bindparam("row_id"),
+).scalar_subquery()
 _CLAIM = _claim_statement()
-
-
-async def _chat_head(session: AsyncSession, row: Delivery) -> int | None:
-    """The oldest pending delivery to the same chat: the only one that may be sent."""
-    head: int | None = await session.scalar(
-        _CHAT_HEAD, {"channel": row.channel, "account": row.account, "address": row.address}
-    )
-    return head
