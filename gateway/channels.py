@@ -22,6 +22,7 @@ __all__ = [
     "Signal",
     "SignalKind",
     "Sink",
+    "UpdateKey",
 ]
 
 SignalKind = Literal[
@@ -63,6 +64,14 @@ class Button:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateKey:
+    """The platform update that carried a message, as Once dedupes it."""
+
+    source: str  # the key namespace, e.g. "telegram:<bot id>"
+    key: str  # the platform's id of the update: Telegram's update_id, VK's event_id
+
+
+@dataclass(frozen=True, slots=True)
 class Inbound:
     """One thing a customer did on a channel: wrote, pressed, shared, arrived."""
 
@@ -80,6 +89,9 @@ class Inbound:
     sent_at: datetime | None = None
     auto_reply: bool = False  # out-of-office and the like: store, never answer
     meta: Mapping[str, Any] = field(default_factory=dict)
+    # Recorded by the sink in the transaction that stores the message, so that a
+    # resend of the update is a duplicate (Once.run_recording).
+    update: UpdateKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +169,13 @@ class Sink(Protocol):
         """Record an update key as handled; True the first time. Survives restarts."""
         ...
 
-    async def inbound(self, message: Inbound) -> None: ...
+    async def inbound(self, message: Inbound) -> None:
+        """Store a message and answer it.
+
+        A message that carries its `update` records that key with it, atomically;
+        one whose key was recorded before is a resend: nothing is stored or answered.
+        """
+        ...
 
     async def signal(self, signal: Signal) -> None: ...
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from gateway.channels import Inbound, Signal
+from gateway.channels import Inbound, Signal, UpdateKey
 from gateway.clock import Clock, SystemClock
 from gateway.lanes import chat_key
 from gateway.linking import Linked
@@ -191,22 +191,17 @@ class Router:
         now = self.clock.now()
 
         async def unit(session: AsyncSession) -> bool:
-            inserted = await _insert_seen(session, source, key, now)
-            if inserted and int(now.timestamp()) % 97 == 0:
-                # Pruning now and then keeps the table to about one window's worth.
-                await session.execute(
-                    sa.delete(SeenUpdate).where(col(SeenUpdate.seen_at) < now - SEEN_WINDOW)
-                )
-            return inserted
+            return await _record_seen(session, UpdateKey(source, key), now)
 
         return await self.db.batched(unit, key=key)
 
     async def inbound(self, message: Inbound) -> None:
         """Store what arrived and answer it; the bot's reply commits with the message.
 
-        One transaction holds the customer's message, the dialog's new state and
-        the reply, so a crash never leaves a stored message unanswered (the
-        platform's resend finds it stored and nothing is doubled). Concurrent
+        One transaction holds the update key the message came with, the
+        customer's message, the dialog's new state and the reply, so a crash never
+        leaves a stored message unanswered nor an update recorded but not stored
+        (the platform's resend finds it stored and nothing is doubled). Concurrent
         messages share that transaction's commit (Database.batched).
         """
 
@@ -227,7 +222,15 @@ class Router:
     async def _handle(
         self, session: AsyncSession, message: Inbound
     ) -> tuple[Arrival, list[Enqueued]] | None:
-        """Store the message and stage every answer to it; None for one stored before."""
+        """Store the message and stage every answer to it; None for one stored before.
+
+        Also None, with nothing written, for a message whose update key was recorded.
+        """
+        update = message.update
+        # First, so that a resent update writes nothing at all.
+        if update is not None and not await _record_seen(session, update, self.clock.now()):
+            log.info("router.duplicate_update", extra={"source": update.source, "key": update.key})
+            return None
         stored = await self._store(session, message)
         if stored is None:
             return None
@@ -405,11 +408,19 @@ _SEEN = sa.select(sa.literal(1)).where(
 )
 
 
-async def _insert_seen(session: AsyncSession, source: str, key: str, now: datetime) -> bool:
+async def _record_seen(session: AsyncSession, update: UpdateKey, now: datetime) -> bool:
+    """Insert an update key in the session's transaction; True the first time it is offered."""
     result = await session.execute(
-        _seen_insert(dialect_name(session)), {"source": source, "key": key[:200], "seen_at": now}
+        _seen_insert(dialect_name(session)),
+        {"source": update.source, "key": update.key[:200], "seen_at": now},
     )
-    return result.first() is not None
+    inserted = result.first() is not None
+    if inserted and int(now.timestamp()) % 97 == 0:
+        # Pruning now and then keeps the table to about one window's worth.
+        await session.execute(
+            sa.delete(SeenUpdate).where(col(SeenUpdate.seen_at) < now - SEEN_WINDOW)
+        )
+    return inserted
 
 
 @functools.cache

@@ -35,6 +35,9 @@ class RecordingSink:
         if self.fail_inbounds:
             self.fail_inbounds -= 1
             raise RuntimeError("the store is down")
+        update = message.update
+        if update is not None and not await self.first_seen(update.source, update.key):
+            return  # a resent update: the router stores nothing
         self.inbounds.append(message)
 
     async def signal(self, signal: Signal) -> None:

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from bots.dialog import Dialog, Reply, Turn, load_script
 from bots.dialog.responder import BotResponder
 from gateway.app import DEFAULT_SCRIPT
 from gateway.broker.memory import MemoryBroker
-from gateway.channels import Inbound
+from gateway.channels import Inbound, UpdateKey
 from gateway.clock import FakeClock
-from gateway.outbox import Outbox
-from gateway.router import Router
+from gateway.once import Once
+from gateway.outbox import Enqueued, Outbox
+from gateway.router import Arrival, Router
 from storage.db import Database
-from storage.models import Consent, Delivery, Message
+from storage.models import Consent, Delivery, Message, SeenUpdate
 
 
 def _router(db: Database, dialog: Dialog) -> tuple[Router, Outbox]:
@@ -28,7 +33,7 @@ def _router(db: Database, dialog: Dialog) -> tuple[Router, Outbox]:
     return router, outbox
 
 
-def _hello(text: str = "Привет", external_id: str = "77:1") -> Inbound:
+def _hello(text: str = "Привет", external_id: str | None = "77:1") -> Inbound:
     return Inbound(
         channel="telegram", account="1", address="77", text=text, external_id=external_id
     )
@@ -59,6 +64,64 @@ async def test_a_duplicate_is_neither_stored_nor_answered_twice(database: Databa
     await router.inbound(_hello())
     assert len(await _rows(database, Message)) == 1 + before
     assert len(await _rows(database, Delivery)) == before
+
+
+UPDATE = UpdateKey("telegram:1", "501")
+
+
+async def test_a_resent_update_writes_and_answers_nothing(database: Database) -> None:
+    router, _ = _router(database, Dialog(load_script(DEFAULT_SCRIPT)))
+    # No external id to fall back on: only the update key tells the resend apart.
+    message = replace(_hello(external_id=None), update=UPDATE)
+    await router.inbound(message)
+    messages, deliveries = await _rows(database, Message), await _rows(database, Delivery)
+    await router.inbound(message)
+    assert await _rows(database, Message) == messages
+    assert await _rows(database, Delivery) == deliveries
+    assert await router.seen(UPDATE.source, UPDATE.key) is True
+
+
+async def test_a_failed_handling_records_no_key_and_the_resend_is_stored(
+    database: Database,
+) -> None:
+    router, _ = _router(database, Dialog(load_script(DEFAULT_SCRIPT)))
+    crashes = [RuntimeError("the process died here")]
+
+    async def crash_once(session: AsyncSession, arrival: Arrival) -> Sequence[Enqueued]:
+        if crashes:
+            raise crashes.pop()
+        return []
+
+    router.on_stored(crash_once)
+    message = replace(_hello(), update=UPDATE)
+    with pytest.raises(RuntimeError, match="the process died"):
+        await router.inbound(message)
+    assert await _rows_by(database, SeenUpdate) == []  # the key went down with the message
+    assert await _rows(database, Message) == []
+    await router.inbound(message)
+    assert [m.text for m in await _rows(database, Message) if m.direction == "in"] == ["Привет"]
+    assert await router.seen(UPDATE.source, UPDATE.key) is True
+
+
+async def test_a_message_update_is_checked_and_recorded_by_one_statement(
+    database: Database,
+) -> None:
+    router, _ = _router(database, Dialog(load_script(DEFAULT_SCRIPT)))
+    statements: list[str] = []
+
+    def on_seen_update(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "seen_update" in statement:
+            statements.append(statement.split()[0].upper())
+
+    async def hand_over(update: UpdateKey) -> None:
+        await router.inbound(replace(_hello(), update=update))
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", on_seen_update)
+    try:
+        assert await Once(router, UPDATE.source).run_recording(UPDATE.key, hand_over) is True
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", on_seen_update)
+    assert statements == ["INSERT"]  # no read before it, no transaction of its own after
 
 
 class BrokenDialog(Dialog):
