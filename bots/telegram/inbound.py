@@ -18,7 +18,7 @@ from aiogram import Bot, Dispatcher, F, Router
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.types import CallbackQuery, ChatMemberUpdated, Message, Update, User
 
-from gateway.channels import Attachment, Inbound, Signal, Sink
+from gateway.channels import Attachment, Inbound, Signal, Sink, UpdateKey
 from gateway.once import Once
 
 __all__ = [
@@ -149,7 +149,12 @@ def _verified_phone(message: Message) -> str | None:
     return normalise_phone(contact.phone_number)
 
 
-def inbound_of(message: Message, account: str) -> Inbound | None:
+def _private(message: Message) -> bool:
+    """A customer's chat with the bot, as opposed to a group."""
+    return message.chat.type == "private"
+
+
+def inbound_of(message: Message, account: str, update: UpdateKey | None = None) -> Inbound | None:
     """A private message as an Inbound; None when it carries nothing we keep."""
     raw_text = message.text if message.text is not None else (message.caption or "")
     text, link_token = split_start(raw_text) if message.text is not None else (raw_text, None)
@@ -175,6 +180,7 @@ def inbound_of(message: Message, account: str) -> Inbound | None:
         link_token=link_token,
         sent_at=_sent_at(message.date),
         meta=meta,
+        update=update,
     )
 
 
@@ -199,7 +205,7 @@ class TelegramEvents:
 
     def _router(self) -> Router:
         router = Router(name=f"telegram-{self.account}")
-        router.message.register(self._private_message, F.chat.type == "private")
+        router.message.register(self._private_message, _private)
         router.message.register(self._group_message, F.chat.type.in_(_GROUPS))
         router.callback_query.register(self._callback_query)
         router.my_chat_member.register(self._my_chat_member, F.chat.type == "private")
@@ -207,14 +213,21 @@ class TelegramEvents:
 
     async def process(self, update: Update) -> None:
         """Handle one update once; raises if handling failed, so the sender may retry."""
-        handled = await self._once.run(
-            str(update.update_id), lambda: self.dispatcher.feed_update(self._bot, update)
-        )
+        key = str(update.update_id)
+        if update.message is not None and _private(update.message):
+            # The sink records the update with the message it stores: one transaction.
+            handled = await self._once.run_recording(
+                key, lambda seen: self.dispatcher.feed_update(self._bot, update, update_key=seen)
+            )
+        else:
+            handled = await self._once.run(
+                key, lambda: self.dispatcher.feed_update(self._bot, update)
+            )
         if not handled:
             log.info("telegram.duplicate_update", extra={"update": update.update_id})
 
-    async def _private_message(self, message: Message) -> None:
-        inbound = inbound_of(message, self.account)
+    async def _private_message(self, message: Message, update_key: UpdateKey) -> None:
+        inbound = inbound_of(message, self.account, update_key)
         if inbound is None:
             log.debug("telegram.nothing_to_keep", extra={"message": message.message_id})
             return

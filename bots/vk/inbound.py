@@ -19,7 +19,7 @@ from vkbottle import API
 from vkbottle.exception_factory import VKAPIError
 
 from bots.vk.client import VKTransportError
-from gateway.channels import Attachment, Inbound, Signal, Sink
+from gateway.channels import Attachment, Inbound, Signal, Sink, UpdateKey
 from gateway.once import Once
 
 __all__ = ["CHAT_PEER_BASE", "VKEvents", "attachments_of", "button_of"]
@@ -166,10 +166,17 @@ class VKEvents:
         if not isinstance(event_id, str) or not event_id:
             await self.dispatch(event)  # nothing to dedupe on (very old API versions)
             return
-        await self._once.run(event_id, lambda: self.dispatch(event))
+        if event.get("type") == "message_new":
+            # The sink records the event with the message it stores: one transaction.
+            await self._once.run_recording(event_id, lambda seen: self.dispatch(event, seen))
+        else:
+            await self._once.run(event_id, lambda: self.dispatch(event))
 
-    async def dispatch(self, event: Mapping[str, Any]) -> None:
-        """Route one envelope by type; unknown types and other communities are ignored."""
+    async def dispatch(self, event: Mapping[str, Any], update: UpdateKey | None = None) -> None:
+        """Route one envelope by type; unknown types and other communities are ignored.
+
+        `update` goes with a new message to the sink, which records it (Once.run_recording).
+        """
         group = event.get("group_id")
         if group is not None and str(group) != self.account:
             log.warning("vk.foreign_event", extra={"group": group, "ours": self.group_id})
@@ -179,7 +186,7 @@ class VKEvents:
             return
         kind = event.get("type")
         if kind == "message_new":
-            await self._message_new(obj)
+            await self._message_new(obj, update)
         elif kind == "message_event":
             await self._message_event(obj)
         elif kind in ("message_allow", "message_deny"):
@@ -201,7 +208,7 @@ class VKEvents:
                     )
                 )
 
-    async def _message_new(self, obj: Mapping[str, Any]) -> None:
+    async def _message_new(self, obj: Mapping[str, Any], update: UpdateKey | None) -> None:
         # Since API 5.103 the message sits under "message" beside client_info.
         inner = obj.get("message")
         message: Mapping[str, Any] = inner if isinstance(inner, dict) else obj
@@ -232,6 +239,7 @@ class VKEvents:
                 button=button_of(message.get("payload")),
                 sent_at=datetime.fromtimestamp(date, UTC) if isinstance(date, int) else None,
                 meta=meta,
+                update=update,
             )
         )
 

@@ -302,12 +302,29 @@ async def test_group_messages_go_to_the_group_handler_only(
     assert sink.reach == []  # the bot being added to the group is no customer's business
 
 
-async def test_button_press_is_answered_and_handed_over(
-    emu: TelegramEmulator, sink: RecordingSink, polling_bot: TelegramBot
+async def test_a_redelivered_group_message_reaches_the_group_handler_once(
+    emu: TelegramEmulator,
+    sink: RecordingSink,
+    polling_bot: TelegramBot,
+    group_messages: list[str],
 ) -> None:
+    group = emu.create_group("Managers", members=[USER], bot_ids=[BOT_ID])
+    emu.member_writes(group.id, USER, "/take")
+    await until(lambda: group_messages == ["/take"])
+    emu.redeliver(last_update_id(emu))
+    emu.member_writes(group.id, USER, "/done")
+    await until(lambda: len(group_messages) == 2)
+    await settle()
+    assert group_messages == ["/take", "/done"]
+
+
+async def press_a_button(
+    emu: TelegramEmulator, sink: RecordingSink, bot: TelegramBot
+) -> tuple[str, str]:
+    """The customer starts, is offered "Доставка" and presses it: (message, query id)."""
     emu.user_starts(USER)
     await until(lambda: len(sink.inbounds) == 1)
-    result = await polling_bot.adapter.send(
+    result = await bot.adapter.send(
         outbound(text="Выберите", buttons=((Button("Доставка", payload="menu:delivery"),),))
     )
     assert isinstance(result, Sent)
@@ -315,15 +332,34 @@ async def test_button_press_is_answered_and_handed_over(
     message_id = int(result.external_id.split(":")[1])
     query_id = emu.user_presses_button(USER, message_id, "menu:delivery")
     await until(lambda: len(sink.inbounds) == 2)
+    return result.external_id, query_id
+
+
+async def test_a_redelivered_button_press_is_handed_over_once(
+    emu: TelegramEmulator, sink: RecordingSink, polling_bot: TelegramBot
+) -> None:
+    await press_a_button(emu, sink, polling_bot)
+    emu.redeliver(last_update_id(emu))
+    emu.user_sends_text(USER, "after")
+    await until(lambda: len(sink.inbounds) == 3)
+    await settle()
+    assert [m.text for m in sink.inbounds] == ["/start", "Доставка", "after"]
+    assert len(sink.signals) == 1  # one click, not two
+
+
+async def test_button_press_is_answered_and_handed_over(
+    emu: TelegramEmulator, sink: RecordingSink, polling_bot: TelegramBot
+) -> None:
+    message, query_id = await press_a_button(emu, sink, polling_bot)
     press = sink.inbounds[1]
     assert press.button == "menu:delivery"
     assert press.text == "Доставка"  # the label the person saw, for the history
     assert press.external_id == f"cb:{query_id}"
     assert press.address == str(USER)
-    assert press.meta["message"] == result.external_id
+    assert press.meta["message"] == message
     assert emu.callback_answer(query_id) is not None
     # The press counts as a click on the message that carried the button.
-    assert [(s.kind, s.external_id) for s in sink.signals] == [("clicked", result.external_id)]
+    assert [(s.kind, s.external_id) for s in sink.signals] == [("clicked", message)]
 
 
 async def test_polling_stops_cleanly_and_a_new_poller_resumes(

@@ -328,17 +328,36 @@ async def test_unknown_event_type_is_ok(
     assert sink.inbounds == []
 
 
-async def test_callback_button_is_answered_and_handed_over(
-    emu: VKEmulator, sink: RecordingSink, hooked: Hooked
-) -> None:
+async def press_a_button(emu: VKEmulator, hooked: Hooked) -> str:
+    """The customer is offered "Меню" and presses it; the press's event_id."""
     emu.add_user(USER, "Ivan", "Petrov", allowed=True)
     menu = (Button("Меню", payload="menu"),)
     assert isinstance(await hooked.bot.adapter.send(_outbound(buttons=(menu,))), Sent)
     event_id = emu.press_callback_button(USER, {"button": "menu"})
     await emu.callback_drain()
+    return event_id
+
+
+async def test_callback_button_is_answered_and_handed_over(
+    emu: VKEmulator, sink: RecordingSink, hooked: Hooked
+) -> None:
+    event_id = await press_a_button(emu, hooked)
     assert [a["event_id"] for a in emu.event_answers] == [event_id]
     [got] = sink.inbounds
     assert (got.button, got.external_id, got.address) == ("menu", f"event:{event_id}", str(USER))
+
+
+async def test_a_redelivered_button_press_is_answered_and_handed_over_once(
+    emu: VKEmulator, sink: RecordingSink, hooked: Hooked
+) -> None:
+    await press_a_button(emu, hooked)
+    envelope = emu.callback_attempts()[-1].event_id
+    assert envelope is not None
+    emu.redeliver(envelope)
+    await emu.callback_drain()
+    assert [a.ok for a in emu.callback_attempts(envelope)] == [True, True]
+    assert len(emu.event_answers) == 1  # the spinner is stopped once
+    assert [m.button for m in sink.inbounds] == ["menu"]
 
 
 async def test_allow_deny_and_read(emu: VKEmulator, sink: RecordingSink, hooked: Hooked) -> None:

@@ -1,21 +1,21 @@
 """Provider webhooks → our Inbound and Signal records, each handed to the sink once.
 
-Every provider module turns its callback into `Received` items; `SmsEvents` dedupes
-them through `sink.first_seen` (providers resend a callback they think failed) and
-remembers, per process, the keys whose handling failed so that the resend is not
-mistaken for a duplicate.
+Every provider module turns its callback into `Received` items; `SmsEvents` hands
+each to the sink once (providers resend a callback they think failed) through
+`Once`: a message's key is recorded with the message, a status report's after it
+was applied, so a resend of one whose handling failed is not taken for a duplicate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from gateway.bridge.sms.keywords import stop_keyword
-from gateway.channels import Inbound, Signal, Sink
+from gateway.channels import Inbound, Signal, Sink, UpdateKey
 from gateway.once import Once
 from storage.addresses import normalize_phone
 from storage.errors import InvalidAddress
@@ -91,8 +91,14 @@ class SmsEvents:
         for received in items:
             if received.key is None:
                 await self._deliver(received)
+            elif isinstance(received.item, Inbound):
+                # The sink records the key with the message it stores: one transaction.
+                await self._once.run_recording(received.key, partial(self._inbound, received.item))
             else:
                 await self._once.run(received.key, partial(self._deliver, received))
+
+    async def _inbound(self, item: Inbound, update: UpdateKey) -> None:
+        await self._sink.inbound(replace(item, update=update))
 
     async def _deliver(self, received: Received) -> None:
         item = received.item
