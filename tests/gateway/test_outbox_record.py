@@ -9,6 +9,7 @@ from gateway.broker import MemoryBroker
 from gateway.channels import Failure
 from gateway.outbox import QUEUE
 from storage.db import Database
+from storage.models import Delivery
 from tests.gateway.test_outbox import FakeAdapter, make_outbox, make_target
 
 
@@ -77,3 +78,33 @@ async def test_interleaved_chats_each_get_their_messages_once_and_in_order(
     for call in adapter.calls:
         sent[call.message.address].append(call.message.delivery_id)
     assert sent == ids
+
+
+async def test_an_unreachable_address_is_told_with_the_delivery_that_failed(
+    database: Database,
+) -> None:
+    adapter = FakeAdapter(database)
+    adapter.script.append(
+        Failure("Forbidden: bot was blocked by the user", False, unreachable=True)
+    )
+    outbox = make_outbox(database, adapter)
+    told: list[tuple[Delivery, str]] = []
+
+    async def hook(delivery: Delivery, reason: str) -> None:
+        told.append((delivery, reason))
+
+    outbox.on_unreachable(hook)
+    target = await make_target(database, "51")
+    queued = await outbox.enqueue(target, text="hello", purpose="transactional")
+
+    await outbox.dispatch(queued.delivery_ids[0])
+
+    ((delivery, reason),) = told
+    assert (delivery.id, delivery.message_id, delivery.identity_id, delivery.purpose) == (
+        queued.delivery_ids[0],
+        queued.message_id,
+        target.identity_id,
+        "transactional",
+    )
+    assert reason == "Forbidden: bot was blocked by the user"
+    await outbox.broker.aclose()
