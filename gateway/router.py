@@ -68,6 +68,9 @@ SIGNAL_TIME_FIELD = {
     "replied": "replied_at",
 }
 SEEN_WINDOW = timedelta(days=7)
+# Keys past the window are deleted at most this often per process: the DELETE
+# scans an index, and it runs in a message's transaction.
+PRUNE_EVERY = timedelta(seconds=97)
 # What a customer's reply moves to `replied`: our sends they must have seen.
 SEEN_BY_A_REPLY = (DeliveryStatus.sent, DeliveryStatus.delivered, DeliveryStatus.read)
 KEYWORD_REPLIES = {
@@ -155,6 +158,7 @@ class Router:
         self._observers: list[Answerer] = []
         self._stored_hooks: list[StoredHook] = []
         self._linker: InboundLinker | None = None
+        self._next_prune = self.clock.now() + PRUNE_EVERY
 
     def link_with(self, linker: InboundLinker) -> None:
         """Link identities on proof (tokens, contact button, codes) before anyone answers."""
@@ -188,12 +192,22 @@ class Router:
 
     async def first_seen(self, source: str, key: str) -> bool:
         """Remember an update key for a week; True the first time it is offered."""
-        now = self.clock.now()
 
         async def unit(session: AsyncSession) -> bool:
-            return await _record_seen(session, UpdateKey(source, key), now)
+            return await self._record_seen(session, UpdateKey(source, key))
 
         return await self.db.batched(unit, key=key)
+
+    async def _record_seen(self, session: AsyncSession, update: UpdateKey) -> bool:
+        """Record an update key in the session's transaction; True the first time.
+
+        The first key recorded PRUNE_EVERY after the last pruning prunes again.
+        """
+        now = self.clock.now()
+        prune = now >= self._next_prune
+        if prune:
+            self._next_prune = now + PRUNE_EVERY
+        return await _record_seen(session, update, now, prune=prune)
 
     async def inbound(self, message: Inbound) -> None:
         """Store what arrived and answer it; the bot's reply commits with the message.
@@ -228,7 +242,7 @@ class Router:
         """
         update = message.update
         # First, so that a resent update writes nothing at all.
-        if update is not None and not await _record_seen(session, update, self.clock.now()):
+        if update is not None and not await self._record_seen(session, update):
             log.info("router.duplicate_update", extra={"source": update.source, "key": update.key})
             return None
         stored = await self._store(session, message)
@@ -408,15 +422,20 @@ _SEEN = sa.select(sa.literal(1)).where(
 )
 
 
-async def _record_seen(session: AsyncSession, update: UpdateKey, now: datetime) -> bool:
-    """Insert an update key in the session's transaction; True the first time it is offered."""
+async def _record_seen(
+    session: AsyncSession, update: UpdateKey, now: datetime, *, prune: bool
+) -> bool:
+    """Insert an update key in the session's transaction; True the first time it is offered.
+
+    With `prune`, keys older than the window go too: now and then is enough to keep
+    the table to about one window's worth.
+    """
     result = await session.execute(
         _seen_insert(dialect_name(session)),
         {"source": update.source, "key": update.key[:200], "seen_at": now},
     )
     inserted = result.first() is not None
-    if inserted and int(now.timestamp()) % 97 == 0:
-        # Pruning now and then keeps the table to about one window's worth.
+    if inserted and prune:
         await session.execute(
             sa.delete(SeenUpdate).where(col(SeenUpdate.seen_at) < now - SEEN_WINDOW)
         )

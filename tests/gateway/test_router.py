@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from gateway.channels import Inbound, UpdateKey
 from gateway.clock import FakeClock
 from gateway.once import Once
 from gateway.outbox import Enqueued, Outbox
-from gateway.router import Arrival, Router
+from gateway.router import PRUNE_EVERY, SEEN_WINDOW, Arrival, Router
 from storage.db import Database
 from storage.models import Consent, Delivery, Message, SeenUpdate
 
@@ -122,6 +122,33 @@ async def test_a_message_update_is_checked_and_recorded_by_one_statement(
     finally:
         event.remove(database.engine.sync_engine, "before_cursor_execute", on_seen_update)
     assert statements == ["INSERT"]  # no read before it, no transaction of its own after
+
+
+async def _keys(db: Database) -> set[str]:
+    async with db.session() as session:
+        return set(await session.scalars(sa.select(col(SeenUpdate.key))))
+
+
+async def _remember_long_ago(db: Database, key: str, now: datetime) -> None:
+    async with db.session() as session:
+        session.add(SeenUpdate(source="t", key=key, seen_at=now - SEEN_WINDOW - timedelta(hours=1)))
+
+
+async def test_keys_past_the_window_are_dropped_now_and_then(database: Database) -> None:
+    clock = FakeClock()
+    router = Router(database, clock=clock)
+    await _remember_long_ago(database, "last week", clock.now())
+    assert await router.first_seen("t", "a") is True
+    await clock.advance(PRUNE_EVERY.total_seconds() - 1)
+    assert await router.first_seen("t", "b") is True
+    assert await _keys(database) == {"last week", "a", "b"}  # not every insert deletes
+    await clock.advance(1)
+    assert await router.first_seen("t", "c") is True
+    assert await _keys(database) == {"a", "b", "c"}
+    await _remember_long_ago(database, "last week", clock.now())
+    await clock.advance(PRUNE_EVERY.total_seconds())
+    await router.inbound(replace(_hello(), update=UpdateKey("t", "d")))
+    assert await _keys(database) == {"a", "b", "c", "d"}  # a message's key prunes too
 
 
 class BrokenDialog(Dialog):
