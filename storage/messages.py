@@ -72,6 +72,8 @@ class Messages:
 
     async def append_many(self, news: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
         """`append` for a batch, one INSERT per chunk of rows; results in input order."""
+        if len(news) == 1 and dialect_name(self.session) == "postgresql":
+            return [await self._append_touching(news[0])]
         results: list[tuple[Message, bool]] = []
         for start in range(0, len(news), CHUNK):
             results.extend(await self._append_chunk(news[start : start + CHUNK]))
@@ -109,6 +111,19 @@ class Messages:
         )
         rows = (await self.session.execute(stmt)).all()
         return [_item(row) for row in reversed(rows)]
+
+    async def _append_touching(self, new: NewMessage) -> tuple[Message, bool]:
+        """PostgreSQL, one message (the usual case): stored and its conversation touched
+        by one statement instead of two."""
+        row = _row(new, utcnow())
+        inserted = (
+            await self.session.execute(
+                _insert_and_touch(), {f"new_{name}": value for name, value in row.items()}
+            )
+        ).first()
+        if inserted is not None:
+            return Message(**inserted._asdict()), True
+        return (await self._by_keys({_new_key(new)}))[_new_key(new)], False
 
     async def _append_chunk(self, news: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
         now = utcnow()
@@ -189,19 +204,63 @@ def _insert_one(dialect: str) -> Any:
     return _insert_messages(insert_for(dialect, _MESSAGE))
 
 
-def _touch(*, inbound: bool) -> sa.Update:
-    """Move a conversation's last message forward, never back (built once; see _TOUCH)."""
+def _touched(when: Any, channel: Any, touched_at: Any, inbound_channel: Any) -> dict[str, Any]:
+    """A conversation's columns after a message: its last one moves forward, never back.
+
+    `inbound_channel` None leaves last_inbound_channel as it is.
+    """
     table = _CONVERSATION
-    when = sa.bindparam("at", type_=UTCDateTime())
     newer = sa.or_(table.c.last_message_at.is_(None), table.c.last_message_at <= when)
     values: dict[str, Any] = {
         "last_message_at": sa.case((newer, when), else_=table.c.last_message_at),
-        "last_channel": sa.case((newer, sa.bindparam("channel")), else_=table.c.last_channel),
-        "updated_at": sa.bindparam("touched_at", type_=UTCDateTime()),
+        "last_channel": sa.case((newer, channel), else_=table.c.last_channel),
+        "updated_at": touched_at,
     }
-    if inbound:
-        values["last_inbound_channel"] = sa.bindparam("inbound_channel")
+    if inbound_channel is not None:
+        values["last_inbound_channel"] = inbound_channel
+    return values
+
+
+def _touch(*, inbound: bool) -> sa.Update:
+    """The touch of a conversation by id, its message's fields bound (built once; see _TOUCH)."""
+    table = _CONVERSATION
+    values = _touched(
+        sa.bindparam("at", type_=UTCDateTime()),
+        sa.bindparam("channel"),
+        sa.bindparam("touched_at", type_=UTCDateTime()),
+        sa.bindparam("inbound_channel") if inbound else None,
+    )
     return sa.update(table).where(table.c.id == sa.bindparam("touched_id")).values(values)
+
+
+@functools.cache
+def _insert_and_touch() -> Any:
+    """PostgreSQL: a message's INSERT and its conversation's touch in one statement.
+
+    The INSERT is a CTE the touch reads: a message already stored inserts nothing
+    and so touches nothing. Returns the inserted row, as `_insert_messages` does.
+    Its parameters are new_<column>: a parameter named like a column of the
+    conversation (customer_id, created_at) would be SET on it as well.
+    """
+    values = {
+        c.name: sa.bindparam(f"new_{c.name}", type_=c.type) for c in _MESSAGE.c if c.name != "id"
+    }
+    inserted = _insert_messages(insert_for("postgresql", _MESSAGE).values(values)).cte("inserted")
+    table = _CONVERSATION
+    inbound = inserted.c.direction == Direction.inbound.value
+    touch = (
+        sa.update(table)
+        .where(table.c.id == inserted.c.conversation_id)
+        .values(
+            _touched(
+                inserted.c.sent_at,
+                inserted.c.channel,
+                inserted.c.created_at,
+                sa.case((inbound, inserted.c.channel), else_=table.c.last_inbound_channel),
+            )
+        )
+    )
+    return sa.select(*inserted.c).add_cte(touch.cte("touched"))
 
 
 _MESSAGE: sa.Table = Message.__table__  # type: ignore[attr-defined]

@@ -148,3 +148,46 @@ async def test_history_refuses_a_forged_cursor(database: Database) -> None:
     async with database.session() as s:
         with pytest.raises(ValueError, match="invalid cursor"):
             await Messages(s).history(customer_id, cursor="eyJ4IjoxfQ")
+
+
+async def test_each_new_message_moves_its_conversation_forward_never_back(
+    database: Database,
+) -> None:
+    customer_id, conversation_id = await first_contact(database)
+    async with database.session() as s:
+        before = await Conversations(s).get(conversation_id)
+
+    async def append(new: NewMessage) -> Conversation:
+        async with database.session() as s:
+            await Messages(s).append(new)
+        async with database.session() as s:
+            return await Conversations(s).get(conversation_id)
+
+    after_in = await append(inbound(conversation_id, customer_id, 2))
+    reply = NewMessage(
+        conversation_id=conversation_id,
+        customer_id=customer_id,
+        channel="vk",
+        account="bot1",
+        direction="out",
+        author="bot",
+        text="answered on VK",
+        sent_at=T0 + timedelta(minutes=3),
+    )
+    after_out = await append(reply)
+    after_late = await append(inbound(conversation_id, customer_id, 1, channel="sms"))
+    after_resend = await append(inbound(conversation_id, customer_id, 2))
+
+    def last(c: Conversation) -> tuple[datetime | None, str | None, str | None]:
+        return (c.last_message_at, c.last_channel, c.last_inbound_channel)
+
+    assert last(after_in) == (T0 + timedelta(minutes=2), "telegram", "telegram")
+    assert last(after_out) == (T0 + timedelta(minutes=3), "vk", "telegram")
+    # Late: the last message stays; the customer still last wrote on SMS.
+    assert last(after_late) == (T0 + timedelta(minutes=3), "vk", "sms")
+    assert after_resend.updated_at == after_late.updated_at  # a resend touches nothing
+    assert last(after_resend) == last(after_late)
+    assert (after_resend.customer_id, after_resend.created_at) == (
+        before.customer_id,
+        before.created_at,
+    )
