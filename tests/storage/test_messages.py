@@ -44,6 +44,20 @@ def inbound(
     )
 
 
+def outbound(
+    conversation_id: int, customer_id: int, minute: int, channel: str, text: str
+) -> NewMessage:
+    return NewMessage(
+        conversation_id=conversation_id,
+        customer_id=customer_id,
+        channel=channel,
+        direction="out",
+        author="bot",
+        text=text,
+        sent_at=T0 + timedelta(minutes=minute),
+    )
+
+
 async def test_fifty_concurrent_appends_of_one_message_store_one_row(database: Database) -> None:
     customer_id, conversation_id = await first_contact(database)
 
@@ -100,15 +114,7 @@ async def test_history_is_oldest_first_across_channels_with_delivery_status(
         repo = Messages(s)
         await repo.append(inbound(conversation_id, customer_id, 0))
         reply, _ = await repo.append(
-            NewMessage(
-                conversation_id=conversation_id,
-                customer_id=customer_id,
-                channel="sms",
-                direction="out",
-                author="bot",
-                text="we answer by SMS",
-                sent_at=T0 + timedelta(minutes=1),
-            )
+            outbound(conversation_id, customer_id, 1, "sms", "we answer by SMS")
         )
         for status in ("sent", "delivered"):
             s.add(
@@ -164,17 +170,7 @@ async def test_each_new_message_moves_its_conversation_forward_never_back(
             return await Conversations(s).get(conversation_id)
 
     after_in = await append(inbound(conversation_id, customer_id, 2))
-    reply = NewMessage(
-        conversation_id=conversation_id,
-        customer_id=customer_id,
-        channel="vk",
-        account="bot1",
-        direction="out",
-        author="bot",
-        text="answered on VK",
-        sent_at=T0 + timedelta(minutes=3),
-    )
-    after_out = await append(reply)
+    after_out = await append(outbound(conversation_id, customer_id, 3, "vk", "answered on VK"))
     after_late = await append(inbound(conversation_id, customer_id, 1, channel="sms"))
     after_resend = await append(inbound(conversation_id, customer_id, 2))
 
