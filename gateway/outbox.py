@@ -54,6 +54,8 @@ PURPOSES = frozenset({"service", "transactional", "marketing"})
 PENDING = (DeliveryStatus.queued.value, DeliveryStatus.sending.value)
 # A job may come a little early by the broker's clock; not worth a round trip.
 _EARLY_OK = timedelta(milliseconds=50)
+# A delivery behind one in flight comes back after this, in case the hand-off missed it.
+_LOOK_AGAIN_S = 1.0
 _ERROR_MAX = 1000
 
 
@@ -756,17 +758,23 @@ async def _not_claimed(session: AsyncSession, delivery_id: int, now: datetime) -
     """Why a claim failed: seconds until it is due, or None when it is not ours to send.
 
     Not ours: unknown, settled, in flight elsewhere (a duplicate job), or behind an
-    earlier message to the chat (which queues it when it settles).
+    earlier message to the chat (which queues it when it settles). Behind one in
+    flight, it is looked at again shortly all the same: that one's record looks for
+    its successor in its own transaction, which may have begun before this delivery
+    was committed, and would then settle without handing the chat over.
     """
     row = await session.get(Delivery, delivery_id, populate_existing=True)
     if row is None:
         log.warning("outbox.unknown_delivery", extra={"delivery_id": delivery_id})
         return None
-    if row.status != DeliveryStatus.queued or row.next_attempt_at is None:
+    if row.status != DeliveryStatus.queued:
         return None
-    if row.next_attempt_at > now + _EARLY_OK:
+    if row.next_attempt_at is not None and row.next_attempt_at > now + _EARLY_OK:
         return (row.next_attempt_at - now).total_seconds()
-    return None
+    head_status = await session.scalar(
+        _HEAD_STATUS, {"channel": row.channel, "account": row.account, "address": row.address}
+    )
+    return _LOOK_AGAIN_S if head_status == DeliveryStatus.sending else None
 
 
 def _delivery_row(
@@ -866,3 +874,9 @@ _SUCCESSOR = _oldest_pending(
     besides=sa.bindparam("row_id"),
 ).scalar_subquery()
 _CLAIM = _claim_statement()
+_HEAD_STATUS = sa.select(_DELIVERY.c.status).where(
+    _DELIVERY.c.id
+    == _oldest_pending(
+        sa.bindparam("channel"), sa.bindparam("account"), sa.bindparam("address")
+    ).scalar_subquery()
+)

@@ -108,3 +108,29 @@ async def test_an_unreachable_address_is_told_with_the_delivery_that_failed(
     )
     assert reason == "Forbidden: bot was blocked by the user"
     await outbox.broker.aclose()
+
+
+async def test_a_delivery_behind_one_in_flight_is_looked_at_again_shortly(
+    database: Database,
+) -> None:
+    # The head's record looks for its successor in a transaction that may have begun
+    # before the next reply was committed; a second look must not wait for recover().
+    adapter = FakeAdapter(database)
+    outbox = make_outbox(database, adapter)
+    broker = outbox.broker
+    assert isinstance(broker, MemoryBroker)
+    ann = await make_target(database, "41")
+    first, second = [
+        (await outbox.enqueue(ann, text=text)).delivery_ids[0] for text in ("one", "two")
+    ]
+    assert await queued(broker) == [first, second]
+    adapter.script.append(3.0)  # the first send takes a while
+    sending = asyncio.create_task(outbox.dispatch(first))
+    await asyncio.sleep(0.2)
+
+    await outbox.dispatch(second)  # behind the first, in flight: back in a second
+    assert (await queued(broker, wait_s=2.0), adapter.sent_ids()) == ([second], [])
+    await sending
+    await outbox.dispatch(second)
+    assert adapter.sent_ids() == [first, second]
+    await broker.aclose()
