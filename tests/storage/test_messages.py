@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,16 +32,9 @@ async def first_contact(database: Database) -> tuple[int, int]:
 def inbound(
     conversation_id: int, customer_id: int, n: int, channel: str = "telegram"
 ) -> NewMessage:
-    return NewMessage(
-        conversation_id=conversation_id,
-        customer_id=customer_id,
-        channel=channel,
-        account="bot1",
-        direction="in",
-        author="customer",
-        text=f"hello {n}",
-        external_id=f"100:{n}",
-        sent_at=T0 + timedelta(minutes=n),
+    message = outbound(conversation_id, customer_id, n, channel, f"hello {n}")
+    return replace(
+        message, account="bot1", direction="in", author="customer", external_id=f"100:{n}"
     )
 
 
